@@ -1,0 +1,1 @@
+"""Observability for data-ingestion jobs."""
