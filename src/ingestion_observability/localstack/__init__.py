@@ -1,0 +1,1 @@
+"""Real services as local processes (Kafka, Prometheus, Loki, kube-apiserver) for tests and `make demo`."""
