@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Part "kube": a real Kubernetes control plane for the operator and Helm chart tests (like envtest):
+#   bin/kube-apiserver, bin/etcd, bin/helm  built from their Go modules (Go module proxy only),
+#   crds/prometheus-operator/*.yaml         monitoring.coreos.com CRDs from the prometheus-operator Go module,
+#   crds/strimzi/*.yaml                      kafka.strimzi.io CRDs from Strimzi's Maven artifacts.
+# Builds happen in $TOOLS_DIR/build (outside the repo); each piece is skipped when its stamp matches.
+set -euo pipefail
+# shellcheck source=common.sh
+source "$(dirname "$0")/common.sh"
+command -v go >/dev/null || export PATH="/usr/local/go/bin:$PATH"
+
+KUBE_VERSION="${KUBE_VERSION:-v1.36.3}"      # k8s.io/kubernetes (newest whose zip the proxy serves); staging: v0.36.3
+ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"      # go.etcd.io/etcd/server/v3 (its package main is the etcd binary); k8s 1.36: 3.6.x
+HELM_VERSION="${HELM_VERSION:-v3.22.0}"      # helm.sh/helm/v3
+PROMOP_VERSION="${PROMOP_VERSION:-v0.94.1}"  # github.com/prometheus-operator/prometheus-operator
+STRIMZI_VERSION="${STRIMZI_VERSION:-0.51.0}" # io.strimzi:api (Maven)
+
+BUILD="$TOOLS_DIR/build"
+CRDS="$TOOLS_DIR/crds"
+mkdir -p "$TOOLS_DIR/bin" "$BUILD" "$CRDS"
+
+# timed LABEL CMD...: runs CMD and logs how long it took.
+timed() {
+  local label="$1" start=$SECONDS
+  shift
+  "$@"
+  log "$label took $((SECONDS - start))s"
+}
+
+# moddl MODULE@VERSION FIELD: downloads a module and prints a field of `go mod download -json` (Dir, GoMod).
+moddl() {
+  local json err
+  json="$(go mod download -json "$1" 2>/dev/null || true)"
+  err="$(jq -r '.Error // empty' <<<"${json:-"{\"Error\": \"no answer\"}"}")"
+  if [[ -n "$err" ]]; then
+    log "cannot download $1: $err"
+    return 1
+  fi
+  jq -r ".$2" <<<"$json"
+}
+
+# wrapper_module DIR MODULE VERSION SUBVERSION
+# A throwaway main module in DIR that requires MODULE@VERSION. MODULE's own go.mod points its sibling
+# modules at relative directories (replace k8s.io/api => ./staging/src/k8s.io/api), which makes
+# `go install MODULE/cmd@VERSION` refuse; here every such relative replace of a module MODULE requires is
+# turned into a replace by that module's published tag SUBVERSION. The list comes from MODULE's go.mod.
+wrapper_module() {
+  local dir="$1" module="$2" version="$3" subversion="$4" gomod
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  gomod="$(moddl "$module@$version" GoMod)"
+  (
+    cd "$dir"
+    go mod init "ingestion-observability.tools/$(basename "$dir")" 2>/dev/null
+    go mod edit -require="$module@$version"
+    go mod edit -json "$gomod" | jq -r '
+      [.Require[]?.Path] as $required
+      | .Replace[]?
+      | select((.New.Path | startswith(".")) and (.Old.Path as $old | $required | index($old)))
+      | .Old.Path' |
+      while read -r sibling; do
+        go mod edit -replace="$sibling=$sibling@$subversion"
+      done
+  )
+}
+
+build_kube_apiserver() {
+  local dir="$BUILD/kube-apiserver" minor patch ldflags="-s -w" pkg
+  wrapper_module "$dir" k8s.io/kubernetes "$KUBE_VERSION" "v0.${KUBE_VERSION#v1.}"
+  minor="${KUBE_VERSION#v1.}"; minor="${minor%%.*}"
+  # The version kubernetes' own build stamps in (hack/lib/version.sh): /version, `--version`, Helm's kubeVersion.
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  done
+  (cd "$dir" && CGO_ENABLED=0 go build -mod=mod -trimpath -ldflags "$ldflags" \
+    -o "$TOOLS_DIR/bin/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver)
+}
+
+build_etcd() {
+  local dir="$BUILD/etcd"
+  wrapper_module "$dir" go.etcd.io/etcd/server/v3 "$ETCD_VERSION" "$ETCD_VERSION"
+  (cd "$dir" && CGO_ENABLED=0 go build -mod=mod -trimpath -ldflags "-s -w" \
+    -o "$TOOLS_DIR/bin/etcd" go.etcd.io/etcd/server/v3)
+}
+
+build_helm() {
+  local dir="$BUILD/helm" h=helm.sh/helm/v3 ldflags k8s
+  wrapper_module "$dir" "$h" "$HELM_VERSION" "$HELM_VERSION"
+  # As helm's Makefile: its version, and the default Kubernetes version (`helm template`, lint) from client-go.
+  k8s="$(go mod edit -json "$(moddl "$h@$HELM_VERSION" GoMod)" |
+    jq -r '.Require[] | select(.Path == "k8s.io/client-go") | .Version')" # v0.MINOR.PATCH
+  k8s="${k8s#v0.}"
+  ldflags="-s -w -X $h/internal/version.version=$HELM_VERSION -X $h/internal/version.gitTreeState=clean"
+  ldflags+=" -X $h/pkg/lint/rules.k8sVersionMajor=1 -X $h/pkg/lint/rules.k8sVersionMinor=${k8s%%.*}"
+  ldflags+=" -X $h/pkg/chartutil.k8sVersionMajor=1 -X $h/pkg/chartutil.k8sVersionMinor=${k8s%%.*}"
+  (cd "$dir" && CGO_ENABLED=0 go build -mod=mod -trimpath -ldflags "$ldflags" \
+    -o "$TOOLS_DIR/bin/helm" "$h/cmd/helm")
+}
+
+prometheus_operator_crds() {
+  local dir out="$CRDS/prometheus-operator"
+  dir="$(moddl "github.com/prometheus-operator/prometheus-operator@$PROMOP_VERSION" Dir)"
+  rm -rf "$out"
+  mkdir -p "$out"
+  cp "$dir"/example/prometheus-operator-crd/*.yaml "$out"/
+  chmod u+w "$out"/*.yaml
+  echo "$PROMOP_VERSION" >"$out/.version"
+}
+
+strimzi_crds() {
+  :
+}
+
+if have kube-apiserver "$KUBE_VERSION"; then
+  log "kube-apiserver $KUBE_VERSION already built"
+else
+  log "building kube-apiserver $KUBE_VERSION (several minutes)"
+  timed kube-apiserver build_kube_apiserver
+  stamp kube-apiserver "$KUBE_VERSION"
+fi
+
+if have etcd "$ETCD_VERSION"; then
+  log "etcd $ETCD_VERSION already built"
+else
+  log "building etcd $ETCD_VERSION"
+  timed etcd build_etcd
+  stamp etcd "$ETCD_VERSION"
+fi
+
+if have helm "$HELM_VERSION"; then
+  log "helm $HELM_VERSION already built"
+else
+  log "building helm $HELM_VERSION"
+  timed helm build_helm
+  stamp helm "$HELM_VERSION"
+fi
+
+if [[ "$(cat "$CRDS/prometheus-operator/.version" 2>/dev/null)" == "$PROMOP_VERSION" ]]; then
+  log "prometheus-operator CRDs $PROMOP_VERSION already there"
+else
+  timed "prometheus-operator CRDs $PROMOP_VERSION" prometheus_operator_crds
+fi
+
+if [[ "$(cat "$CRDS/strimzi/.version" 2>/dev/null)" == "$STRIMZI_VERSION" ]]; then
+  log "strimzi CRDs $STRIMZI_VERSION already there"
+else
+  timed "strimzi CRDs $STRIMZI_VERSION" strimzi_crds
+fi

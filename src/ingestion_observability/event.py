@@ -1,0 +1,199 @@
+"""The run record: raw format written by connectors, the enriched event published to Kafka (schema v1),
+and the compact `Run` the consumer works on.
+
+Raw record (one per job run)::
+
+    {"ID": 1224, "Entreprise": "akonovia", "Zone": "1-Raw", "Source": "PowerBI", "Objet": "workspaces",
+     "Transformation": "PowerBI_API_get_data", "Etat": "SUCCESS", "Debut": "2025-09-15 10:30:00.000",
+     "Fin": "2025-09-15 10:30:01.154", "Duree secondes": 1.154133, "cpu_time": 0.11,
+     "memory_used": 5849088, "Description": "..."}
+
+The enriched event keeps the seed's layout and adds `debut`, `fin` and `description` so a consumer
+(and the Loki line) has everything; `@version` is bumped on any incompatible change.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any
+
+from ingestion_observability.timeparse import TimestampError, format_timestamp, parse_timestamp
+
+EVENT_VERSION = "1"
+DATASET = "ingestion-logs"
+ETATS = ("SUCCESS", "FAILED")
+# Same thresholds as the default alerts: a run above them is flagged in the event itself.
+HIGH_MEMORY_BYTES = 150 * 1024 * 1024
+HIGH_CPU_SECONDS = 60.0
+MAX_TEXT = 256  # source/objet/entreprise/zone become label values: keep them short
+
+
+class InvalidRecord(ValueError):
+    """A record that cannot be turned into a run; the message says which field and why."""
+
+
+def _text(record: dict[str, Any], key: str, *, required: bool = True, limit: int = MAX_TEXT) -> str:
+    value = record.get(key)
+    if value is None or value == "":
+        if required:
+            raise InvalidRecord(f"{key!r} is missing")
+        return ""
+    if not isinstance(value, str):
+        raise InvalidRecord(f"{key!r} must be a string, got {type(value).__name__}")
+    value = value.strip()
+    if required and not value:
+        raise InvalidRecord(f"{key!r} is blank")
+    if len(value) > limit:
+        raise InvalidRecord(f"{key!r} is longer than {limit} characters")
+    return value
+
+
+def _number(record: dict[str, Any], key: str, *, required: bool = True) -> float | None:
+    value = record.get(key)
+    if value is None or value == "":
+        if required:
+            raise InvalidRecord(f"{key!r} is missing")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidRecord(f"{key!r} must be a number, got {type(value).__name__}")
+    number = float(value)
+    if not math.isfinite(number) or number < 0:
+        raise InvalidRecord(f"{key!r} must be a finite number >= 0, got {value!r}")
+    return number
+
+
+def _time(record: dict[str, Any], key: str, naive_tz: tzinfo) -> datetime:
+    if record.get(key) in (None, ""):
+        raise InvalidRecord(f"{key!r} is missing")
+    try:
+        return parse_timestamp(record[key], naive_tz)
+    except TimestampError as exc:
+        raise InvalidRecord(f"{key!r}: {exc}") from None
+
+
+def normalise(record: object, naive_tz: tzinfo = UTC, shift: timedelta = timedelta(0)) -> dict[str, Any]:
+    """Validate a raw record and return the enriched event. `shift` moves every timestamp (replays)."""
+    if not isinstance(record, dict):
+        raise InvalidRecord(f"a record must be a JSON object, got {type(record).__name__}")
+    source = _text(record, "Source")
+    objet = _text(record, "Objet")
+    etat = _text(record, "Etat").upper()
+    if etat not in ETATS:
+        raise InvalidRecord(f"'Etat' must be SUCCESS or FAILED, got {record['Etat']!r}")
+    debut = _time(record, "Debut", naive_tz) + shift
+    fin = _time(record, "Fin", naive_tz) + shift
+    if fin < debut:
+        raise InvalidRecord(f"'Fin' ({record['Fin']}) is before 'Debut' ({record['Debut']})")
+    duree = _number(record, "Duree secondes", required=False)
+    if duree is None:
+        duree = (fin - debut).total_seconds()
+    cpu = _number(record, "cpu_time") or 0.0
+    memory = _number(record, "memory_used") or 0.0
+    run_id = record.get("ID")
+    if run_id is not None and (isinstance(run_id, bool) or not isinstance(run_id, int | str)):
+        raise InvalidRecord(f"'ID' must be an integer or a string, got {type(run_id).__name__}")
+    entreprise = _text(record, "Entreprise", required=False)
+    zone = _text(record, "Zone", required=False)
+    failed = etat == "FAILED"
+    return {
+        "@timestamp": format_timestamp(fin),
+        "@version": EVENT_VERSION,
+        "event": {"dataset": DATASET, "kind": "event", "outcome": "failure" if failed else "success"},
+        "source": {"name": source, "type": "api"},
+        "objet": {
+            "id": run_id,
+            "name": objet,
+            "transformation": _text(record, "Transformation", required=False),
+        },
+        "etat": etat,
+        "debut": format_timestamp(debut),
+        "fin": format_timestamp(fin),
+        "performance": {
+            "duree_secondes": duree,
+            "cpu_time_sec": cpu,
+            "memory_used_bytes": int(memory),
+            "memory_used_mb": round(memory / (1024 * 1024), 2),
+        },
+        "labels": {"etat": etat, "source": source, "zone": zone, "entreprise": entreprise},
+        "metrics": {
+            "is_failed": int(failed),
+            "is_success": int(not failed),
+            "high_memory_usage": int(memory > HIGH_MEMORY_BYTES),
+            "high_cpu_usage": int(cpu > HIGH_CPU_SECONDS),
+        },
+        "description": _text(record, "Description", required=False, limit=8192),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """What the consumer needs of one event."""
+
+    source: str
+    objet: str
+    etat: str
+    entreprise: str
+    zone: str
+    debut: str  # kept as published: part of the run key
+    fin: float  # epoch seconds
+    duree: float
+    cpu: float
+    memory: float
+
+    @property
+    def failed(self) -> bool:
+        return self.etat == "FAILED"
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """Identifies a run across redeliveries and replays of the same record."""
+        return (self.source, self.objet, self.debut)
+
+
+def _field(obj: dict[str, Any], parent: str, key: str) -> Any:
+    section = obj.get(parent)
+    if not isinstance(section, dict):
+        raise InvalidRecord(f"{parent!r} must be an object")
+    return section.get(key)
+
+
+def parse_event(obj: object) -> Run:
+    """Validate an enriched event (what the producer publishes) into a Run."""
+    if not isinstance(obj, dict):
+        raise InvalidRecord(f"an event must be a JSON object, got {type(obj).__name__}")
+    if obj.get("@version") != EVENT_VERSION:
+        raise InvalidRecord(f"unsupported '@version' {obj.get('@version')!r} (expected {EVENT_VERSION!r})")
+    labels = obj.get("labels")
+    perf = obj.get("performance")
+    if not isinstance(labels, dict) or not isinstance(perf, dict):
+        raise InvalidRecord("'labels' and 'performance' must be objects")
+    flat = {
+        "source.name": _field(obj, "source", "name"),
+        "objet.name": _field(obj, "objet", "name"),
+        "labels.entreprise": labels.get("entreprise"),
+        "labels.zone": labels.get("zone"),
+        "performance.duree_secondes": perf.get("duree_secondes"),
+        "performance.cpu_time_sec": perf.get("cpu_time_sec"),
+        "performance.memory_used_bytes": perf.get("memory_used_bytes"),
+    }
+    etat = obj.get("etat")
+    if etat not in ETATS:
+        raise InvalidRecord(f"'etat' must be SUCCESS or FAILED, got {etat!r}")
+    debut = obj.get("debut")
+    if not isinstance(debut, str):
+        raise InvalidRecord("'debut' must be a timestamp string")
+    fin = _time(obj, "fin", UTC)
+    return Run(
+        source=_text(flat, "source.name"),
+        objet=_text(flat, "objet.name"),
+        etat=etat,
+        entreprise=_text(flat, "labels.entreprise", required=False),
+        zone=_text(flat, "labels.zone", required=False),
+        debut=debut,
+        fin=fin.timestamp(),
+        duree=_number(flat, "performance.duree_secondes") or 0.0,
+        cpu=_number(flat, "performance.cpu_time_sec") or 0.0,
+        memory=_number(flat, "performance.memory_used_bytes") or 0.0,
+    )

@@ -1,0 +1,242 @@
+"""A real single-node Kafka (KRaft, broker and controller in one JVM) from the jars `make tools` fetched."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import uuid
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from .process import ServiceProcess, free_port, port_open
+from .tools import ToolMissingError, tools_dir
+
+KAFKA_VERSION = "3.9.2"  # what scripts/tools/20-kafka.sh installs by default
+DEFAULT_HEAP = "512m"
+
+# Tuned for one node and fast tests: no rebalance delay, replication 1 everywhere, small internal topics.
+# Topics are not auto-created: the project creates its own (with their partition counts) explicitly.
+BASE_CONFIG: dict[str, str] = {
+    "process.roles": "broker,controller",
+    "node.id": "1",
+    "controller.listener.names": "CONTROLLER",
+    "inter.broker.listener.name": "PLAINTEXT",
+    "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+    "auto.create.topics.enable": "false",
+    "num.partitions": "3",
+    "default.replication.factor": "1",
+    "min.insync.replicas": "1",
+    "offsets.topic.replication.factor": "1",
+    "offsets.topic.num.partitions": "1",
+    "transaction.state.log.replication.factor": "1",
+    "transaction.state.log.min.isr": "1",
+    "transaction.state.log.num.partitions": "1",
+    "group.initial.rebalance.delay.ms": "0",
+    "num.network.threads": "2",
+    "num.io.threads": "4",
+    "num.recovery.threads.per.data.dir": "1",
+    "log.cleaner.dedupe.buffer.size": str(16 * 1024 * 1024),
+    "log.retention.hours": "168",
+}
+
+LOG4J = """\
+log4j.rootLogger=INFO, stdout
+log4j.appender.stdout=org.apache.log4j.ConsoleAppender
+log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
+log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.kafka.request.logger=WARN
+log4j.logger.state.change.logger=WARN
+log4j.logger.kafka.log.LogCleaner=WARN
+log4j.logger.org.apache.kafka.storage.internals.log=WARN
+log4j.logger.kafka.log=WARN
+log4j.logger.org.apache.kafka.common.utils.AppInfoParser=WARN
+"""
+
+
+def kafka_libs(version: str | None = None) -> Path:
+    """The directory of jars for `version` (default: $INGESTION_KAFKA_VERSION, else KAFKA_VERSION)."""
+    version = version or os.environ.get("INGESTION_KAFKA_VERSION", KAFKA_VERSION)
+    libs = tools_dir() / "kafka" / version / "libs"
+    if not (libs / f"kafka_2.13-{version}.jar").is_file():
+        raise ToolMissingError(f"kafka {version} jars not found in {libs}: run `make tools`")
+    return libs
+
+
+def _cluster_id() -> str:
+    """A KRaft cluster id, as `kafka-storage.sh random-uuid` makes: 16 random bytes, base64url, no padding."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def _java() -> str:
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home and (Path(java_home) / "bin" / "java").is_file():
+        return str(Path(java_home) / "bin" / "java")
+    return "java"
+
+
+class KafkaBroker:
+    """A running broker; `stop()` (or leaving the `with` block) ends it. Data stays in `work_dir/data`."""
+
+    def __init__(
+        self, process: ServiceProcess, host: str, port: int, controller_port: int, work_dir: Path
+    ) -> None:
+        self.process = process
+        self.host = host
+        self.port = port
+        self.controller_port = controller_port
+        self.work_dir = work_dir
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def log_path(self) -> Path:
+        return self.process.log_path
+
+    @classmethod
+    def start(
+        cls,
+        work_dir: Path,
+        port: int | None = None,
+        *,
+        controller_port: int | None = None,
+        host: str = "127.0.0.1",
+        config: Mapping[str, str | int] | None = None,
+        heap: str = DEFAULT_HEAP,
+        version: str | None = None,
+        timeout: float = 90.0,
+    ) -> KafkaBroker:
+        """Format `work_dir/data` (kept if already formatted), start the broker, wait until it answers.
+
+        `config` overrides or adds server.properties entries (e.g. {"num.partitions": 6}).
+        """
+        libs = kafka_libs(version)
+        work_dir = Path(work_dir).resolve()
+        work_dir.mkdir(parents=True, exist_ok=True)
+        port = port or free_port()
+        controller_port = controller_port or free_port()
+        if controller_port == port:
+            controller_port = free_port()
+        props = {
+            **BASE_CONFIG,
+            "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{host}:{port}",
+            "controller.quorum.voters": f"1@{host}:{controller_port}",
+            "log.dirs": str(work_dir / "data"),
+            **{k: str(v) for k, v in (config or {}).items()},
+        }
+        server_properties = work_dir / "server.properties"
+        server_properties.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        log4j = work_dir / "log4j.properties"
+        log4j.write_text(LOG4J)
+        jvm = [
+            _java(),
+            f"-Xmx{heap}",
+            f"-Xms{heap}",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j.configuration={log4j.as_uri()}",
+            f"-Dkafka.logs.dir={work_dir}",
+            "-cp",
+            f"{libs}/*",
+        ]
+        fmt = subprocess.run(
+            [
+                *jvm,
+                "kafka.tools.StorageTool",
+                "format",
+                "--ignore-formatted",
+                "-t",
+                _cluster_id(),
+                "-c",
+                str(server_properties),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if fmt.returncode != 0:
+            raise RuntimeError(f"kafka storage format failed ({fmt.returncode}):\n{fmt.stdout}{fmt.stderr}")
+        process = ServiceProcess("kafka", [*jvm, "kafka.Kafka", server_properties], work_dir / "kafka.log")
+        broker = cls(process, host, port, controller_port, work_dir)
+        try:
+            process.wait_until(lambda: port_open(host, port) and broker.answers(), timeout, "answering")
+        except BaseException:
+            process.stop()
+            raise
+        return broker
+
+    def admin(self, **kwargs: Any) -> Any:
+        """A kafka-python KafkaAdminClient on this broker (close it when done)."""
+        kwargs.setdefault("request_timeout_ms", 10_000)
+        return KafkaAdminClient(bootstrap_servers=self.bootstrap_servers, client_id="localstack", **kwargs)
+
+    def answers(self) -> bool:
+        """True once the broker serves metadata (a KafkaAdminClient can list topics)."""
+        try:
+            admin = self.admin(request_timeout_ms=3_000)
+        except Exception:  # NoBrokersAvailable, connection errors while the broker starts
+            return False
+        try:
+            admin.list_topics()
+            return True
+        except Exception:
+            return False
+        finally:
+            admin.close()
+
+    def list_topics(self) -> set[str]:
+        admin = self.admin()
+        try:
+            return set(admin.list_topics())
+        finally:
+            admin.close()
+
+    def create_topics(
+        self,
+        names: Iterable[str],
+        partitions: int = 3,
+        *,
+        replication_factor: int = 1,
+        topic_config: Mapping[str, str] | None = None,
+    ) -> None:
+        """Create the topics that do not exist yet and wait until their metadata is visible."""
+        wanted = list(dict.fromkeys(names))
+        admin = self.admin()
+        try:
+            missing = [n for n in wanted if n not in set(admin.list_topics())]
+            if missing:
+                new = [
+                    NewTopic(n, partitions, replication_factor, topic_configs=dict(topic_config or {}))
+                    for n in missing
+                ]
+                try:
+                    admin.create_topics(new, timeout_ms=30_000, wait_for_metadata=True)
+                except TopicAlreadyExistsError:
+                    pass
+        finally:
+            admin.close()
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        return self.process.stop(timeout)
+
+    def __enter__(self) -> KafkaBroker:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
