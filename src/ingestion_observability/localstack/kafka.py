@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import subprocess
 import uuid
@@ -69,8 +70,14 @@ def kafka_libs(version: str | None = None) -> Path:
 
 
 def _cluster_id() -> str:
-    """A KRaft cluster id, as `kafka-storage.sh random-uuid` makes: 16 random bytes, base64url, no padding."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A KRaft cluster id, as `kafka-storage.sh random-uuid` makes: 16 random bytes, base64url, no padding.
+
+    Like Kafka's Uuid.randomUuid(), never one starting with "-" (command lines would take it for an option).
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _java() -> str:
@@ -223,10 +230,8 @@ class KafkaBroker:
                     NewTopic(n, partitions, replication_factor, topic_configs=dict(topic_config or {}))
                     for n in missing
                 ]
-                try:
+                with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile: fine
                     admin.create_topics(new, timeout_ms=30_000, wait_for_metadata=True)
-                except TopicAlreadyExistsError:
-                    pass
         finally:
             admin.close()
 

@@ -1,4 +1,4 @@
-"""A real Prometheus server (the Debian binary or one on PATH) scraping given targets, with a config it writes."""
+"""A real Prometheus (the Debian binary, or one on PATH) scraping given targets, with a config it writes."""
 
 from __future__ import annotations
 
@@ -127,7 +127,7 @@ class PrometheusServer:
         all_jobs.update(jobs or {})
         config_path = work_dir / "prometheus.yml"
         write_config(config_path, all_jobs, scrape_interval, evaluation_interval, rule_files)
-        argv = [
+        argv: list[str | Path] = [
             binary("prometheus"),
             f"--config.file={config_path}",
             f"--storage.tsdb.path={work_dir / 'data'}",
@@ -166,7 +166,7 @@ class PrometheusServer:
         rule_files: Sequence[str | Path] | None = None,
         jobs: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
-        """Re-read config and rule files (POST /-/reload); raises PrometheusError when Prometheus rejects them.
+        """Re-read config and rule files (POST /-/reload); PrometheusError when Prometheus rejects them.
 
         `rule_files` replaces the rule file list and `jobs` replaces the scrape jobs (config rewritten first).
         """

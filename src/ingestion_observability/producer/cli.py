@@ -42,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=env_flag("SIMULATE_REALTIME"),
         help="replay with the original spacing between runs (env SIMULATE_REALTIME, default false)",
     )
-    add_flag(parser, "--speed", "SIMULATE_SPEED", "1", "replay speed factor with --simulate-realtime", type=float)
+    add_flag(
+        parser, "--speed", "SIMULATE_SPEED", "1", "replay speed factor with --simulate-realtime", type=float
+    )
     parser.add_argument(
         "--rebase-time",
         action="store_true",
@@ -105,7 +107,9 @@ def run(args: argparse.Namespace) -> int:
 
     show = not args.no_progress and sys.stderr.isatty()
     total = os.path.getsize(source) if show and args.generate is None and source != "-" else args.generate
-    progress = tqdm(total=total, unit="B" if args.generate is None else "rec", unit_scale=True, disable=not show)
+    progress = tqdm(
+        total=total, unit="B" if args.generate is None else "rec", unit_scale=True, disable=not show
+    )
     pacer = Pacer(args.speed) if args.simulate_realtime else None
     publisher = Publisher(args.bootstrap_servers, args.topic)
     invalid = 0

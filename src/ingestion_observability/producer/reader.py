@@ -28,7 +28,7 @@ class Item:
 class _CountingReader:
     """A binary reader that reports bytes read (drives the progress bar)."""
 
-    def __init__(self, raw: IO[bytes], on_bytes: Callable[[int], None] | None) -> None:
+    def __init__(self, raw: IO[bytes], on_bytes: Callable[[int], object] | None) -> None:
         self._raw = raw
         self._on_bytes = on_bytes
 
@@ -85,7 +85,7 @@ def _array(reader: _CountingReader, first: bytes) -> Iterator[Item]:
         raise InputError(f"invalid JSON array after index {index - 1}: {exc}") from None
 
 
-def read_records(path: str | Path, on_bytes: Callable[[int], None] | None = None) -> Iterator[Item]:
+def read_records(path: str | Path, on_bytes: Callable[[int], object] | None = None) -> Iterator[Item]:
     """Yield every record of `path` ("-" for stdin): a JSON array of objects, or one object per line."""
     raw: IO[bytes] = sys.stdin.buffer if str(path) == "-" else Path(path).open("rb")  # noqa: SIM115
     try:

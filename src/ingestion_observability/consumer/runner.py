@@ -1,0 +1,333 @@
+"""The consumer loop: poll → decode → stage metrics and Loki lines → DLQ, Loki, commit → apply.
+
+At-least-once delivery from Kafka (auto-commit off, commit after the batch's Loki lines and
+dead letters are confirmed), made exact in effect by staging metrics until the commit and by the
+run-key cache. When Loki or the DLQ is unavailable, consumption pauses (group membership kept alive)
+and nothing is committed or dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import CommitFailedError, KafkaError
+from kafka.structs import OffsetAndMetadata
+
+from ingestion_observability.consumer.batch import DeadLetter, StagedBatch
+from ingestion_observability.consumer.cardinality import ObjetCap
+from ingestion_observability.consumer.dedupe import SeenCache
+from ingestion_observability.consumer.health import HealthState
+from ingestion_observability.consumer.loki import Entry, LokiBatch, LokiClient, Outcome
+from ingestion_observability.consumer.metrics import IngestionMetrics
+from ingestion_observability.consumer.recovery import RecoveryTracker
+from ingestion_observability.event import InvalidRecord, normalise, parse_event
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ConsumerConfig:
+    bootstrap_servers: str
+    topic: str = "ingestion-logs"
+    group_id: str = "ingestion-consumer-group"
+    dlq_topic: str = "ingestion-logs.dlq"
+    loki_url: str = "http://localhost:3100"
+    loki_tenant: str | None = None
+    loki_username: str | None = None
+    loki_password: str | None = None
+    loki_job: str = "ingestion-logs"
+    max_objets_per_source: int = 500
+    dedupe_ttl_seconds: float = 6 * 3600.0
+    dedupe_max_entries: int = 200_000
+    batch_max_bytes: int = 1024 * 1024
+    batch_max_seconds: float = 1.0
+    max_message_bytes: int = 64 * 1024
+    shutdown_seconds: float = 8.0
+    lag_interval_seconds: float = 5.0
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, owner: IngestionConsumer) -> None:
+        self.owner = owner
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        self.owner.partitions_revoked(revoked)
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self.owner.partitions_assigned(assigned)
+
+
+class IngestionConsumer:
+    def __init__(self, config: ConsumerConfig, metrics: IngestionMetrics, health: HealthState) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.health = health
+        servers = config.bootstrap_servers.split(",")
+        self._consumer = KafkaConsumer(
+            bootstrap_servers=servers,
+            group_id=config.group_id,
+            client_id="ingestion-consumer",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=5000,
+            request_timeout_ms=15000,
+        )
+        self._dlq = KafkaProducer(
+            bootstrap_servers=servers,
+            client_id="ingestion-consumer-dlq",
+            acks="all",
+            enable_idempotence=True,
+            compression_type="lz4",
+            linger_ms=5,
+            max_request_size=8 * 1024 * 1024,
+        )
+        self._loki = LokiClient(
+            config.loki_url,
+            tenant=config.loki_tenant,
+            username=config.loki_username,
+            password=config.loki_password,
+        )
+        self._seen = SeenCache(config.dedupe_max_entries, config.dedupe_ttl_seconds)
+        self._cap = ObjetCap(config.max_objets_per_source)
+        self._recovery = RecoveryTracker()
+        self._stop = threading.Event()
+        self._flushing = False
+        self._revoked = False
+        self._next_lag = 0.0
+        self._new_batch()
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the loop to finish its batch and exit (signal handlers call this)."""
+        self._stop.set()
+
+    def run(self) -> None:
+        self._consumer.subscribe([self.config.topic], listener=_Rebalance(self))
+        log.info("consuming %s as group %s", self.config.topic, self.config.group_id)
+        try:
+            while not self._stop.is_set():
+                self.health.beat()
+                records = self._consumer.poll(timeout_ms=200)
+                for messages in records.values():
+                    for message in messages:
+                        self.handle(message)
+                if self._batch_due():
+                    self._flush()
+                self._refresh_lag()
+            deadline = time.monotonic() + self.config.shutdown_seconds
+            if self._flush(deadline=deadline):
+                log.info("last batch committed")
+        finally:
+            self._consumer.close(autocommit=False, timeout_ms=2000)
+            self._dlq.close(timeout=2)
+
+    # --- per message (hot path) ----------------------------------------------------------------
+
+    def handle(self, message: Any) -> None:
+        batch = self._batch
+        batch.messages += 1
+        batch.offsets[(message.topic, message.partition)] = message.offset + 1
+        value: bytes | None = message.value
+        try:
+            if value is None:
+                raise InvalidRecord("empty message (no value)")
+            if len(value) > self.config.max_message_bytes:
+                raise InvalidRecord(f"{len(value)} bytes exceeds the {self.config.max_message_bytes} limit")
+            obj = orjson.loads(value)
+            if isinstance(obj, dict) and "@version" not in obj and "Source" in obj:
+                obj = normalise(obj)  # a raw record published straight by a connector
+                line = orjson.dumps(obj).decode()
+            else:
+                line = value.decode()
+            run = parse_event(obj)
+        except (orjson.JSONDecodeError, InvalidRecord, UnicodeDecodeError) as exc:
+            batch.invalid += 1
+            batch.dead_letters.append(
+                DeadLetter(value, message.key, message.topic, message.partition, message.offset, str(exc))
+            )
+            return
+        key = hash(run.key)
+        if key in batch.key_set or key in self._seen:
+            batch.duplicates += 1
+            return
+        objet, folded = self._cap.label(run.source, run.objet)
+        if folded:
+            batch.folded[run.source] += 1
+        series = self.metrics.objet(run.source, objet)
+        recovered = self._recovery.observe(run.source, run.objet, run.failed, run.fin)
+        if recovered is not None:
+            batch.recoveries.append((series, recovered))
+        batch.add_run(run, objet, series, key)
+        self._loki_batch.add(
+            (run.source, run.etat, run.entreprise, run.zone),
+            Entry(run.fin, message.timestamp / 1000.0, line, run.objet),
+        )
+
+    # --- batches -------------------------------------------------------------------------------
+
+    def _new_batch(self) -> None:
+        self._batch = StagedBatch()
+        self._loki_batch = LokiBatch(self.config.loki_job)
+        self._batch_started = time.monotonic()
+
+    def _batch_due(self) -> bool:
+        if not self._batch.messages:
+            self._batch_started = time.monotonic()
+            return False
+        return (
+            self._loki_batch.size >= self.config.batch_max_bytes
+            or time.monotonic() - self._batch_started >= self.config.batch_max_seconds
+        )
+
+    def _flush(self, deadline: float | None = None) -> bool:
+        """Deliver the batch; True when it is committed and applied, False when it was abandoned."""
+        batch = self._batch
+        if not batch.messages:
+            return True
+        self._flushing, self._revoked = True, False
+        try:
+            done = (
+                self._until_done(self._send_dead_letters, "the dead-letter topic", deadline)
+                and self._until_done(self._push_loki, "Loki", deadline)
+                and self._until_done(self._commit, "the offset commit", deadline)
+            )
+        finally:
+            self._flushing = False
+        if done:
+            batch.apply(self.metrics)
+            self._seen.add_all(batch.keys)  # type: ignore[arg-type]
+            self.metrics.dedupe_size.set(len(self._seen))
+        else:
+            log.warning("batch of %d message(s) not committed: Kafka will redeliver it", batch.messages)
+        self._new_batch()
+        return done
+
+    def _until_done(self, attempt: Callable[[], str | None], what: str, deadline: float | None) -> bool:
+        """Retry `attempt` (None = done, else an error) with backoff, consumption paused meanwhile."""
+        delay, paused = 0.5, False
+        try:
+            while (error := attempt()) is not None:
+                if self._revoked or (deadline is None and self._stop.is_set()):
+                    return False
+                if deadline is not None and time.monotonic() + delay > deadline:
+                    log.error("giving up on %s at shutdown: %s", what, error)
+                    return False
+                log.warning("%s failed (%s): retrying in %.1fs, consumption paused", what, error, delay)
+                if not paused:
+                    self._consumer.pause(*self._consumer.assignment())
+                    paused, self.health.waiting_for = True, what
+                self._idle(delay)
+                delay = min(delay * 2, 30.0)
+            return True
+        finally:
+            if paused:
+                self._consumer.resume(*self._consumer.paused())
+                self.health.waiting_for = ""
+
+    def _idle(self, seconds: float) -> None:
+        """Wait while keeping the group membership alive (polling paused partitions returns nothing)."""
+        end = time.monotonic() + seconds
+        while not self._stop.is_set() and not self._revoked and (left := end - time.monotonic()) > 0:
+            self.health.beat()
+            self._consumer.poll(timeout_ms=int(min(left, 0.5) * 1000))
+
+    def _send_dead_letters(self) -> str | None:
+        """Write the batch's unsent dead letters and wait for the broker to confirm them."""
+        unsent = [letter for letter in self._batch.dead_letters if not letter.sent]
+        if not unsent:
+            return None
+        futures = [(letter, self._dlq.send(self.config.dlq_topic, **letter.record())) for letter in unsent]
+        self._dlq.flush(timeout=10)
+        failures = []
+        for letter, future in futures:
+            if future.succeeded():
+                letter.sent = True
+                log.warning(
+                    "dead letter %s[%d]@%d: %s", letter.topic, letter.partition, letter.offset, letter.error
+                )
+            else:
+                failures.append(future.exception)
+        if failures:
+            return f"{len(failures)} of {len(futures)} dead letters not confirmed: {failures[0]!r}"
+        return None
+
+    def _push_loki(self) -> str | None:
+        batch = self._loki_batch
+        if not batch.count:
+            return self._send_dead_letters()  # lines Loki refused earlier, if any
+        result = self._loki.push(batch.payload(time.time()))
+        if result.outcome is Outcome.ACCEPTED:
+            self.metrics.loki_push.observe(result.seconds)
+            self.metrics.loki_entries.inc(batch.count)
+            return None
+        self.metrics.loki_failures.labels(result.outcome.value).inc()
+        if result.outcome is Outcome.RETRY:
+            return result.reason
+        # Loki refused the content: keep the lines in the dead-letter topic rather than lose them.
+        log.error("Loki rejected %d line(s): %s", batch.count, result.reason)
+        self._batch.dead_letters.extend(
+            DeadLetter(e.line.encode(), None, self.config.topic, -1, -1, f"loki rejected: {result.reason}")
+            for entries in batch.streams.values()
+            for e in entries
+        )
+        self._loki_batch = LokiBatch(self.config.loki_job)
+        return self._send_dead_letters()
+
+    def _commit(self) -> str | None:
+        offsets = {
+            TopicPartition(topic, partition): OffsetAndMetadata(offset, "", -1)
+            for (topic, partition), offset in self._batch.offsets.items()
+        }
+        try:
+            self._consumer.commit(offsets, timeout_ms=10000)
+        except CommitFailedError as exc:
+            self._revoked = True  # the group moved on: these partitions belong to someone else now
+            return f"commit refused by the group: {exc}"
+        except KafkaError as exc:
+            return f"commit failed: {exc!r}"
+        self.health.kafka_ok_at = time.monotonic()
+        return None
+
+    # --- group membership and lag --------------------------------------------------------------
+
+    def partitions_revoked(self, revoked: Any) -> None:
+        if self._flushing:
+            self._revoked = True
+        else:
+            self._flush()
+        for tp in revoked:
+            self.metrics.lag.remove(tp.topic, str(tp.partition))
+        self.health.assigned = 0
+
+    def partitions_assigned(self, assigned: Any) -> None:
+        self.health.assigned = len(assigned)
+        self.health.kafka_ok_at = time.monotonic()
+        log.info("assigned %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned))
+
+    def _refresh_lag(self) -> None:
+        now = time.monotonic()
+        if now < self._next_lag:
+            return
+        self._next_lag = now + self.config.lag_interval_seconds
+        assignment = list(self._consumer.assignment())
+        if not assignment:
+            return
+        try:
+            ends = self._consumer.end_offsets(assignment, timeout_ms=5000)
+            for tp, end in ends.items():
+                position = self._consumer.position(tp, timeout_ms=5000)
+                if position is not None:
+                    self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, end - position))
+        except KafkaError as exc:
+            log.warning("could not read end offsets: %r", exc)
+            return
+        self.health.kafka_ok_at = time.monotonic()

@@ -1,0 +1,131 @@
+"""The launchers start the real services and those really work (needs `make tools`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer
+from prometheus_client import CollectorRegistry, Gauge, start_http_server
+
+from ingestion_observability.localstack.kafka import KafkaBroker
+from ingestion_observability.localstack.loki import LokiServer
+from ingestion_observability.localstack.process import free_port
+from ingestion_observability.localstack.prometheus import PrometheusError, PrometheusServer
+
+pytestmark = pytest.mark.integration
+
+
+def test_kafka_topic_produce_consume(tmp_path: Path) -> None:
+    with KafkaBroker.start(tmp_path / "kafka") as kafka:
+        assert kafka.bootstrap_servers == f"127.0.0.1:{kafka.port}"
+        kafka.create_topics(["runs", "runs-dlq"], partitions=3)
+        kafka.create_topics(["runs"], partitions=3)  # existing topics are left alone
+        assert {"runs", "runs-dlq"} <= kafka.list_topics()
+
+        producer = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers)
+        try:
+            producer.send("runs", key=b"k", value=b'{"run": 1}').get(timeout=15)
+        finally:
+            producer.close()
+        consumer = KafkaConsumer(
+            "runs",
+            bootstrap_servers=kafka.bootstrap_servers,
+            group_id="test",
+            auto_offset_reset="earliest",
+            consumer_timeout_ms=20_000,
+        )
+        try:
+            got = [(m.key, m.value) for m in consumer]
+            # consumer_timeout_ms ends the iteration once nothing more arrives
+        finally:
+            consumer.close()
+        assert got == [(b"k", b'{"run": 1}')]
+    assert not kafka.process.alive()
+
+
+def test_kafka_does_not_auto_create_topics(tmp_path: Path) -> None:
+    with KafkaBroker.start(tmp_path / "kafka") as kafka:
+        producer = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers, max_block_ms=2_000)
+        try:
+            with pytest.raises(Exception, match=r"(?i)metadata|timeout"):
+                producer.send("nobody-created-me", b"x").get(timeout=5)
+        finally:
+            producer.close(timeout=2)
+        assert "nobody-created-me" not in kafka.list_topics()
+
+
+def test_loki_push_and_query(tmp_path: Path) -> None:
+    with LokiServer.start(tmp_path / "loki", limits={"ingestion_rate_mb": 64}) as loki:
+        config = (tmp_path / "loki" / "loki.yaml").read_text()
+        assert "ingestion_rate_mb: 64" in config
+        assert "schema: v13" in config
+        loki.push({"job": "ingestion", "source": "test"}, ["plain line", ("with metadata", {"run_id": "r-1"})])
+
+        streams = loki.query_range('{job="ingestion"}')
+        lines = sorted(value[1] for stream in streams for value in stream["values"])
+        assert lines == ["plain line", "with metadata"]
+        matched = loki.query_range('{job="ingestion"} | run_id="r-1"')
+        assert [v[1] for s in matched for v in s["values"]] == ["with metadata"]
+        assert "source" in loki.labels()
+
+
+@pytest.fixture
+def exporter() -> Iterator[tuple[str, Gauge]]:
+    """A tiny prometheus_client HTTP server on a free port, as the consumer exposes its metrics."""
+    registry = CollectorRegistry()
+    gauge = Gauge("localstack_test_value", "A value for the scrape test.", registry=registry)
+    port = free_port()
+    server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
+    try:
+        yield f"127.0.0.1:{port}", gauge
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_prometheus_scrapes_and_reloads_rules(tmp_path: Path, exporter: tuple[str, Gauge]) -> None:
+    target, gauge = exporter
+    gauge.set(42)
+    work = tmp_path / "prometheus"
+    rules = work / "rules"
+    rules.mkdir(parents=True)
+    with PrometheusServer.start(
+        work,
+        targets=[target],
+        scrape_interval="1s",
+        evaluation_interval="1s",
+        rule_files=[rules / "*.yml"],
+    ) as prom:
+        result = prom.wait_for('localstack_test_value{job="ingestion-consumer"}', timeout=30)
+        assert result[0]["value"][1] == "42"
+        assert prom.query('up{job="ingestion-consumer"}')[0]["value"][1] == "1"
+        assert prom.rules() == []
+
+        # A rule file dropped into the globbed directory is picked up on reload().
+        (rules / "test.yml").write_text(
+            "groups:\n"
+            "  - name: localstack-test\n"
+            "    rules:\n"
+            "      - record: localstack_test_value:doubled\n"
+            "        expr: localstack_test_value * 2\n"
+        )
+        prom.reload()
+        assert [g["name"] for g in prom.rules()] == ["localstack-test"]
+        assert prom.wait_for("localstack_test_value:doubled", timeout=30)[0]["value"][1] == "84"
+
+        # reload() with an explicit list rewrites the config; a broken rule file is refused loudly.
+        broken = work / "broken.yml"
+        broken.write_text("groups:\n  - name: broken\n    rules:\n      - record: x\n        expr: sum(\n")
+        with pytest.raises(PrometheusError, match="reload failed"):
+            prom.reload(rule_files=[broken])
+        with pytest.raises(PrometheusError):
+            prom.query("sum(")
+        prom.reload(rule_files=[])
+        deadline = time.monotonic() + 10
+        while prom.rules() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert prom.rules() == []
