@@ -73,6 +73,8 @@ def _array(reader: _CountingReader, first: bytes) -> Iterator[Item]:
             self.head = first
 
         def read(self, size: int = -1) -> bytes:
+            if size == 0:  # ijson probes with read(0) to tell bytes from text
+                return b""
             head, self.head = self.head, b""
             return head + reader.read(size)
 

@@ -1,0 +1,186 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from ingestion_observability.event import InvalidRecord, normalise, parse_event
+from ingestion_observability.sample import sample_logs_path
+
+
+def raw(**overrides: Any) -> dict[str, Any]:
+    record = {
+        "ID": 1224,
+        "Entreprise": "akonovia",
+        "Zone": "1-Raw",
+        "Source": "PowerBI",
+        "Objet": "workspaces",
+        "Transformation": "PowerBI_API_get_data",
+        "Etat": "SUCCESS",
+        "Debut": "2025-09-15 10:30:00.000",
+        "Fin": "2025-09-15 10:30:01.154",
+        "Duree secondes": 1.154133,
+        "cpu_time": 0.11,
+        "memory_used": 5849088,
+        "Description": "ok",
+    }
+    record.update(overrides)
+    return {k: v for k, v in record.items() if v is not ...}
+
+
+def test_enriched_event_has_the_seed_layout() -> None:
+    event = normalise(raw())
+    assert event["@timestamp"] == "2025-09-15T10:30:01.154Z"
+    assert event["@version"] == "1"
+    assert event["event"] == {"dataset": "ingestion-logs", "kind": "event", "outcome": "success"}
+    assert event["source"] == {"name": "PowerBI", "type": "api"}
+    assert event["objet"] == {"id": 1224, "name": "workspaces", "transformation": "PowerBI_API_get_data"}
+    assert event["etat"] == "SUCCESS"
+    assert event["debut"] == "2025-09-15T10:30:00.000Z"
+    assert event["performance"] == {
+        "duree_secondes": 1.154133,
+        "cpu_time_sec": 0.11,
+        "memory_used_bytes": 5849088,
+        "memory_used_mb": 5.58,
+    }
+    assert event["labels"] == {
+        "etat": "SUCCESS",
+        "source": "PowerBI",
+        "zone": "1-Raw",
+        "entreprise": "akonovia",
+    }
+    assert event["metrics"] == {"is_failed": 0, "is_success": 1, "high_memory_usage": 0, "high_cpu_usage": 0}
+    assert event["description"] == "ok"
+
+
+def test_failed_run_and_high_usage_flags() -> None:
+    event = normalise(raw(Etat="failed", memory_used=200 * 1024 * 1024, cpu_time=61.0))
+    assert event["etat"] == "FAILED"
+    assert event["event"]["outcome"] == "failure"
+    assert event["metrics"] == {"is_failed": 1, "is_success": 0, "high_memory_usage": 1, "high_cpu_usage": 1}
+
+
+@pytest.mark.parametrize(
+    ("debut", "fin", "expected_start"),
+    [
+        ("2025-09-15T10:30:00Z", "2025-09-15T10:30:02Z", "2025-09-15T10:30:00.000Z"),
+        ("2025-09-15T12:30:00+02:00", "2025-09-15T12:30:02+02:00", "2025-09-15T10:30:00.000Z"),
+        ("2025-09-15 10:30:00", "2025-09-15 10:30:02", "2025-09-15T10:30:00.000Z"),
+        ("2025-09-15 10:30:00.5", "2025-09-15 10:30:02.5", "2025-09-15T10:30:00.500Z"),
+        ("2025-09-15T10:30:00.123456", "2025-09-15T10:30:02.123456", "2025-09-15T10:30:00.123Z"),
+    ],
+)
+def test_timestamp_variants(debut: str, fin: str, expected_start: str) -> None:
+    event = normalise(raw(Debut=debut, Fin=fin))
+    assert event["debut"] == expected_start
+
+
+def test_naive_timestamps_in_a_configured_zone() -> None:
+    event = normalise(raw(Debut="2025-09-15 12:30:00", Fin="2025-09-15 12:30:01"), ZoneInfo("Europe/Paris"))
+    assert event["debut"] == "2025-09-15T10:30:00.000Z"
+
+
+def test_duration_computed_from_debut_and_fin_when_missing() -> None:
+    event = normalise(
+        raw(**{"Duree secondes": ..., "Debut": "2025-09-15 10:30:00", "Fin": "2025-09-15 10:30:02.5"})
+    )
+    assert event["performance"]["duree_secondes"] == 2.5
+
+
+def test_shift_moves_every_timestamp() -> None:
+    event = normalise(raw(), shift=timedelta(days=1))
+    assert event["debut"] == "2025-09-16T10:30:00.000Z"
+    assert event["@timestamp"] == "2025-09-16T10:30:01.154Z"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"Source": ...}, "'Source' is missing"),
+        ({"Source": "  "}, "'Source' is blank"),
+        ({"Objet": 12}, "'Objet' must be a string"),
+        ({"Etat": "RUNNING"}, "'Etat' must be SUCCESS or FAILED"),
+        ({"Debut": "yesterday"}, "'Debut': unrecognised timestamp"),
+        ({"Fin": "2025-09-15 10:29:00"}, "'Fin' (2025-09-15 10:29:00) is before 'Debut'"),
+        ({"cpu_time": "fast"}, "'cpu_time' must be a number"),
+        ({"memory_used": -1}, "'memory_used' must be a finite number >= 0"),
+        ({"Duree secondes": float("nan")}, "'Duree secondes' must be a finite number"),
+        ({"memory_used": True}, "'memory_used' must be a number"),
+        ({"ID": [1]}, "'ID' must be an integer or a string"),
+        ({"Source": "x" * 300}, "'Source' is longer than 256"),
+    ],
+)
+def test_invalid_records_say_why(overrides: dict[str, Any], reason: str) -> None:
+    with pytest.raises(InvalidRecord) as excinfo:
+        normalise(raw(**overrides))
+    assert reason in str(excinfo.value)
+
+
+def test_a_record_must_be_an_object() -> None:
+    with pytest.raises(InvalidRecord, match="must be a JSON object"):
+        normalise(["not", "a", "record"])
+
+
+def test_parse_event_round_trips_the_enriched_event() -> None:
+    run = parse_event(json.loads(json.dumps(normalise(raw(Etat="FAILED")))))
+    assert (run.source, run.objet, run.etat, run.entreprise, run.zone) == (
+        "PowerBI",
+        "workspaces",
+        "FAILED",
+        "akonovia",
+        "1-Raw",
+    )
+    assert run.failed
+    assert run.fin == datetime(2025, 9, 15, 10, 30, 1, 154000, tzinfo=UTC).timestamp()
+    assert (run.duree, run.cpu, run.memory) == (1.154133, 0.11, 5849088)
+    assert run.key == ("PowerBI", "workspaces", "2025-09-15T10:30:00.000Z")
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (lambda e: e.update({"@version": "2"}), "unsupported '@version'"),
+        (lambda e: e.update({"etat": "MAYBE"}), "'etat' must be SUCCESS or FAILED"),
+        (lambda e: e.update({"performance": []}), "must be objects"),
+        (
+            lambda e: e["performance"].update({"duree_secondes": "1.2"}),
+            "'performance.duree_secondes' must be a number",
+        ),
+        (lambda e: e["source"].update({"name": None}), "'source.name' is missing"),
+        (lambda e: e.update({"fin": "soon"}), "'fin': unrecognised timestamp"),
+        (lambda e: e.update({"source": "PowerBI"}), "'source' must be an object"),
+    ],
+)
+def test_parse_event_rejects_wrong_types(mutate: Any, reason: str) -> None:
+    event = normalise(raw())
+    mutate(event)
+    with pytest.raises(InvalidRecord) as excinfo:
+        parse_event(event)
+    assert reason in str(excinfo.value)
+
+
+def test_sample_data_matches_the_seed() -> None:
+    records = json.loads(sample_logs_path().read_text())
+    events = [normalise(r) for r in records]
+    assert len(events) == 72
+    assert {e["source"]["name"] for e in events} == {
+        "PowerBI",
+        "Efficy",
+        "sharepoint_graph",
+        "EasyProjects",
+        "zohobooks",
+    }
+    assert len({(e["source"]["name"], e["objet"]["name"]) for e in events}) == 72
+    failed = [e for e in events if e["etat"] == "FAILED"]
+    assert [(e["source"]["name"], e["objet"]["name"]) for e in failed] == [
+        ("sharepoint_graph", "EventFactureApplication")
+    ]
+    assert "timeout" in failed[0]["description"].lower()
+    assert {e["labels"]["entreprise"] for e in events} == {"akonovia"}
+    assert {e["labels"]["zone"] for e in events} == {"1-Raw"}
+    assert all(5 <= e["performance"]["memory_used_mb"] <= 20 for e in events)
+    assert all(0.1 <= e["performance"]["cpu_time_sec"] <= 0.5 for e in events)
+    assert sum(1 <= e["performance"]["duree_secondes"] <= 3 for e in events) == 71
