@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_flag(parser, "--dlq-topic", "KAFKA_DLQ_TOPIC", None, "dead-letter topic (default: <topic>.dlq)")
     add_flag(parser, "--loki-url", "LOKI_URL", "http://localhost:3100", "Loki base URL")
     add_flag(parser, "--loki-tenant", "LOKI_TENANT_ID", None, "X-Scope-OrgID for a multi-tenant Loki")
+    add_flag(parser, "--loki-job", "LOKI_JOB", "ingestion-logs", "value of the `job` label of the Loki streams")
     add_flag(parser, "--loki-username", "LOKI_USERNAME", None, "basic-auth user for Loki")
     add_flag(
         parser, "--metrics-port", "METRICS_PORT", "8000", "port of /metrics, /healthz, /readyz", type=int
@@ -82,6 +83,7 @@ def config_from(args: argparse.Namespace) -> ConsumerConfig:
         loki_url=args.loki_url,
         loki_tenant=args.loki_tenant,
         loki_username=args.loki_username,
+        loki_job=args.loki_job,
         # A password only from the environment (a Secret), never from a flag visible in `ps`.
         loki_password=os.environ.get("LOKI_PASSWORD"),
         max_objets_per_source=args.max_objets_per_source,

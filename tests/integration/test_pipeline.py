@@ -1,0 +1,117 @@
+"""End to end on the real services: sample logs.json → producer → Kafka → consumer → Prometheus + Loki."""
+
+from __future__ import annotations
+
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+import pytest
+
+from ingestion_observability.localstack.consumer import ConsumerProcess
+from ingestion_observability.localstack.kafka import KafkaBroker
+from ingestion_observability.localstack.loki import LokiServer
+from ingestion_observability.localstack.prometheus import PrometheusServer
+from tests.integration.support import loki_lines, produce, wait_until
+
+pytestmark = pytest.mark.integration
+
+TOPIC = "ingestion-logs"
+
+
+@dataclass
+class Pipeline:
+    kafka: KafkaBroker
+    loki: LokiServer
+    prometheus: PrometheusServer
+    consumer: ConsumerProcess
+    producer_exit: int
+    producer_output: str
+
+
+@pytest.fixture(scope="module")
+def pipeline(
+    kafka: KafkaBroker, loki: LokiServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Pipeline]:
+    work = tmp_path_factory.mktemp("pipeline")
+    kafka.create_topics([TOPIC, f"{TOPIC}.dlq"], partitions=3)
+    with (
+        ConsumerProcess.start(
+            work / "consumer.log", kafka.bootstrap_servers, loki.url, topic=TOPIC
+        ) as consumer,
+        PrometheusServer.start(
+            work / "prometheus", targets=[consumer.target], scrape_interval="1s"
+        ) as prometheus,
+    ):
+        consumer.wait_ready()
+        exit_code, output = _run_producer(kafka.bootstrap_servers, work)
+        wait_until(lambda: consumer.total("ingestion_runs_total") == 72, what="72 runs counted")
+        prometheus.wait_for("count(ingestion_runs_total) == 72", timeout=30)
+        yield Pipeline(kafka, loki, prometheus, consumer, exit_code, output)
+
+
+def _run_producer(bootstrap: str, work: Path) -> tuple[int, str]:
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = produce(bootstrap, TOPIC, "--rebase-time")
+    (work / "producer.out").write_text(out.getvalue())
+    return code, out.getvalue()
+
+
+def test_producer_publishes_the_sample(pipeline: Pipeline) -> None:
+    assert pipeline.producer_exit == 0
+    assert "72 sent, 0 invalid, 0 failed" in pipeline.producer_output
+
+
+def test_prometheus_counts_the_seed_values(pipeline: Pipeline) -> None:
+    prom = pipeline.prometheus
+    assert prom.query("count(ingestion_runs_total)")[0]["value"][1] == "72"
+    by_etat = {r["metric"]["etat"]: r["value"][1] for r in prom.query("sum by (etat) (ingestion_runs_total)")}
+    assert by_etat == {"SUCCESS": "71", "FAILED": "1"}
+    failures = prom.query(
+        'ingestion_failures_total{source="sharepoint_graph",objet="EventFactureApplication"}'
+    )
+    assert [r["value"][1] for r in failures] == ["1"]
+    assert prom.query("sum(ingestion_failures_total)")[0]["value"][1] == "1"
+    # one histogram series per (source, objet), the seed's step 4
+    assert len(prom.query("ingestion_duration_seconds_sum")) == 72
+    assert prom.query("count(ingestion_last_run_timestamp)")[0]["value"][1] == "5"
+
+
+def test_last_run_timestamp_is_event_time(pipeline: Pipeline) -> None:
+    # rebased: the newest run of the sample ends "now", at producer start; never in the future
+    newest = float(pipeline.prometheus.query("max(ingestion_last_run_timestamp)")[0]["value"][1])
+    age = float(pipeline.prometheus.query("time() - max(ingestion_last_run_timestamp)")[0]["value"][1])
+    assert newest > 0 and 0 <= age < 300
+
+
+def test_loki_holds_the_failed_run(pipeline: Pipeline) -> None:
+    lines = loki_lines(pipeline.loki, '{job="ingestion-logs"} |= "FAILED"')
+    assert len(lines) == 1
+    event = orjson.loads(lines[0])
+    assert (event["source"]["name"], event["objet"]["name"], event["etat"]) == (
+        "sharepoint_graph",
+        "EventFactureApplication",
+        "FAILED",
+    )
+    assert "Timeout" in event["description"]
+    streams = pipeline.loki.query_range('{job="ingestion-logs", source="sharepoint_graph", etat="FAILED"}')
+    assert streams and set(streams[0]["stream"]) >= {"job", "source", "etat", "entreprise", "zone"}
+    assert "objet" not in streams[0]["stream"] or streams[0]["stream"]["objet"] == "EventFactureApplication"
+    assert len(loki_lines(pipeline.loki, '{job="ingestion-logs"}')) == 72
+
+
+def test_consumer_endpoints(pipeline: Pipeline) -> None:
+    for path in ("/healthz", "/readyz"):
+        with urllib.request.urlopen(pipeline.consumer.url + path, timeout=5) as resp:
+            assert resp.status == 200
+    assert pipeline.consumer.total("ingestion_consumer_messages_total", result="processed") == 72
+    assert pipeline.consumer.total("ingestion_consumer_messages_total", result="invalid") == 0
+    wait_until(lambda: pipeline.consumer.total("kafka_consumer_lag", topic=TOPIC) == 0, what="lag back to 0")
+    lag_series = [s for s in pipeline.consumer.samples() if s[0] == "kafka_consumer_lag"]
+    assert {labels["partition"] for _, labels, _ in lag_series} == {"0", "1", "2"}

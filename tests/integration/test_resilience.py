@@ -1,0 +1,181 @@
+"""The consumer under restarts, crashes, poison messages and a Loki outage: totals stay exact."""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from ingestion_observability.localstack.consumer import ConsumerProcess
+from ingestion_observability.localstack.kafka import KafkaBroker
+from ingestion_observability.localstack.loki import LokiServer
+from ingestion_observability.localstack.process import free_port
+from tests.integration.support import (
+    lag,
+    loki_count,
+    produce,
+    read_topic,
+    runs,
+    send_events,
+    send_raw,
+    wait_until,
+    write_generated,
+)
+
+pytestmark = pytest.mark.integration
+
+PROCESSED = "ingestion_consumer_messages_total"
+
+
+def start_consumer(kafka: KafkaBroker, loki_url: str, topic: str, log: Path) -> ConsumerProcess:
+    consumer = ConsumerProcess.start(
+        log,
+        kafka.bootstrap_servers,
+        loki_url,
+        topic=topic,
+        group_id=f"{topic}-group",
+        extra_args=[f"--loki-job={topic}"],
+    )
+    consumer.wait_ready()
+    return consumer
+
+
+def processed(consumer: ConsumerProcess) -> float:
+    return consumer.total(PROCESSED, result="processed")
+
+
+def test_stopped_consumer_catches_up_exactly(
+    kafka: KafkaBroker, loki: LokiServer, topic: str, tmp_path: Path
+) -> None:
+    first = write_generated(tmp_path / "first.ndjson", 500, day=1)
+    second = write_generated(tmp_path / "second.ndjson", 300, day=2)
+    consumer = start_consumer(kafka, loki.url, topic, tmp_path / "consumer-1.log")
+    assert produce(kafka.bootstrap_servers, topic, f"--file={first}") == 0
+    wait_until(lambda: processed(consumer) == 500, what="500 processed")
+    assert consumer.total("ingestion_runs_total") == 500
+    started = time.monotonic()
+    assert consumer.stop() == 0  # SIGTERM: batch finished, committed, exit 0
+    assert time.monotonic() - started < 10
+
+    assert produce(kafka.bootstrap_servers, topic, f"--file={second}") == 0
+    assert lag(kafka.bootstrap_servers, f"{topic}-group", topic) == 300
+
+    with start_consumer(kafka, loki.url, topic, tmp_path / "consumer-2.log") as restarted:
+        wait_until(lambda: processed(restarted) == 300, what="the 300 produced while stopped")
+        time.sleep(2)  # nothing more arrives: no redelivery of the first 500
+        assert processed(restarted) == 300
+        assert restarted.total(PROCESSED, result="duplicate") == 0
+        assert restarted.total("ingestion_runs_total") == 300
+    assert lag(kafka.bootstrap_servers, f"{topic}-group", topic) == 0
+    wait_until(lambda: loki_count(loki, f'{{job="{topic}"}}') == 800, what="800 lines in Loki")
+
+
+def test_redelivered_runs_are_counted_once(
+    kafka: KafkaBroker, loki: LokiServer, topic: str, tmp_path: Path
+) -> None:
+    records = list(runs(200, day=3))
+    with start_consumer(kafka, loki.url, topic, tmp_path / "consumer.log") as consumer:
+        send_events(kafka.bootstrap_servers, topic, records)
+        wait_until(lambda: processed(consumer) == 200, what="200 processed")
+        send_events(kafka.bootstrap_servers, topic, records)  # the same runs again (a replay)
+        wait_until(lambda: consumer.total(PROCESSED, result="duplicate") == 200, what="200 duplicates")
+        assert processed(consumer) == 200
+        assert consumer.total("ingestion_runs_total") == 200
+        failed = sum(r["Etat"] == "FAILED" for r in records)
+        assert consumer.total("ingestion_failures_total") == failed
+
+
+def test_sigkill_mid_stream_loses_and_doubles_nothing(
+    kafka: KafkaBroker, loki: LokiServer, topic: str, tmp_path: Path
+) -> None:
+    total = 12_000
+    data = write_generated(tmp_path / "runs.ndjson", total, day=4)
+    assert produce(kafka.bootstrap_servers, topic, f"--file={data}") == 0
+    group = f"{topic}-group"
+    rng = random.Random(7)
+    for lifetime in range(3):
+        consumer = start_consumer(kafka, loki.url, topic, tmp_path / f"consumer-{lifetime}.log")
+        before = lag(kafka.bootstrap_servers, group, topic)
+        # kill at a different point of the stream each time, while batches are in flight
+        target = rng.uniform(0.1, 0.3) * before
+        wait_until(lambda: processed(consumer) >= target, what="part of the stream processed")  # noqa: B023
+        time.sleep(rng.uniform(0.0, 0.4))
+        seen = processed(consumer)
+        consumer.process.signal(signal.SIGKILL)
+        consumer.stop()
+        after = lag(kafka.bootstrap_servers, group, topic)
+        assert after < before
+        # whatever the dead process exposed was committed, so it is never counted again
+        assert seen <= before - after
+
+    rest = lag(kafka.bootstrap_servers, group, topic)
+    with start_consumer(kafka, loki.url, topic, tmp_path / "consumer-last.log") as consumer:
+        wait_until(lambda: lag(kafka.bootstrap_servers, group, topic) == 0, timeout=120, what="caught up")
+        wait_until(lambda: processed(consumer) == rest, what="the rest processed")
+        assert consumer.total("ingestion_runs_total") == rest
+        assert consumer.total(PROCESSED, result="duplicate") == 0
+    wait_until(
+        lambda: loki_count(loki, f'{{job="{topic}"}}') == total, timeout=60, what=f"{total} lines in Loki"
+    )
+
+
+POISON: list[bytes | None] = [
+    b"not json at all",
+    b'{"@version": "1", "etat": 5}',
+    b"[1, 2, 3]",
+    b'{"@version": "1", "etat": "SUCCESS", "source": {"name": "x"}, "objet": {"name": "y"}, "labels": {}, '
+    b'"performance": {"duree_secondes": "slow"}, "debut": "2025-01-01T00:00:00Z", '
+    b'"fin": "2025-01-01T00:00:01Z"}',
+    b'{"Description": "' + b"x" * 200_000 + b'"}',
+    None,
+    b"\xff\xfe not utf-8",
+]
+
+
+def test_poison_messages_go_to_the_dlq(
+    kafka: KafkaBroker, loki: LokiServer, topic: str, tmp_path: Path
+) -> None:
+    with start_consumer(kafka, loki.url, topic, tmp_path / "consumer.log") as consumer:
+        send_raw(kafka.bootstrap_servers, topic, POISON)
+        wait_until(lambda: consumer.total(PROCESSED, result="invalid") == len(POISON), what="poison counted")
+        assert consumer.total("ingestion_runs_total") == 0
+        assert consumer.total("ingestion_consumer_dlq_writes_total") == len(POISON)
+        dead = read_topic(kafka.bootstrap_servers, f"{topic}.dlq", len(POISON))
+        assert sorted((m.value or b"") for m in dead) == sorted((v or b"") for v in POISON)
+        errors = {dict(m.headers)["error"].decode() for m in dead}
+        assert any("not valid JSON" in e or "unexpected" in e.lower() for e in errors)
+        assert any("exceeds" in e for e in errors)
+        assert all(dict(m.headers)["source.topic"] == topic.encode() for m in dead)
+        # still healthy and still consuming
+        send_events(kafka.bootstrap_servers, topic, runs(10, day=5))
+        wait_until(lambda: processed(consumer) == 10, what="valid events after the poison")
+        assert lag(kafka.bootstrap_servers, f"{topic}-group", topic) == 0
+
+
+def test_loki_outage_pauses_and_loses_nothing(kafka: KafkaBroker, topic: str, tmp_path: Path) -> None:
+    port = free_port()
+    outage_loki = LokiServer.start(tmp_path / "loki", port)
+    consumer = start_consumer(kafka, outage_loki.url, topic, tmp_path / "consumer.log")
+    try:
+        send_events(kafka.bootstrap_servers, topic, runs(50, day=6))
+        wait_until(lambda: processed(consumer) == 50, what="50 processed")
+        outage_loki.stop()
+
+        send_events(kafka.bootstrap_servers, topic, runs(300, day=7))
+        time.sleep(5)  # the consumer retries, paused: nothing committed, nothing counted
+        assert processed(consumer) == 50
+        assert lag(kafka.bootstrap_servers, f"{topic}-group", topic) == 300
+        assert consumer.total("ingestion_consumer_loki_push_failures_total") > 0
+        assert consumer.process.alive()
+
+        outage_loki = LokiServer.start(tmp_path / "loki", port)
+        wait_until(lambda: processed(consumer) == 350, timeout=90, what="caught up after Loki came back")
+        assert lag(kafka.bootstrap_servers, f"{topic}-group", topic) == 0
+        wait_until(lambda: loki_count(outage_loki, f'{{job="{topic}"}}') >= 300, what="lines in Loki")
+        assert loki_count(outage_loki, f'{{job="{topic}"}}') in (300, 350)  # the first 50 if Loki kept them
+    finally:
+        consumer.stop()
+        outage_loki.stop()
