@@ -201,16 +201,15 @@ def down(args: argparse.Namespace) -> int:
 
 
 def health(args: argparse.Namespace) -> int:
-    checks = {
-        "Prometheus": lambda: http_ok(f"http://127.0.0.1:{args.prometheus_port}/-/healthy"),
-        "Loki": lambda: http_ok(f"http://127.0.0.1:{args.loki_port}/ready"),
-        "Consumer (vivant)": lambda: http_ok(f"http://127.0.0.1:{args.metrics_port}/healthz"),
-        "Consumer (prêt)": lambda: http_ok(f"http://127.0.0.1:{args.metrics_port}/readyz"),
-        "Kafka": lambda: port_open("127.0.0.1", args.kafka_port),
+    checks: dict[str, bool] = {
+        "Prometheus": http_ok(f"http://127.0.0.1:{args.prometheus_port}/-/healthy"),
+        "Loki": http_ok(f"http://127.0.0.1:{args.loki_port}/ready"),
+        "Consumer (vivant)": http_ok(f"http://127.0.0.1:{args.metrics_port}/healthz"),
+        "Consumer (prêt)": http_ok(f"http://127.0.0.1:{args.metrics_port}/readyz"),
+        "Kafka": port_open("127.0.0.1", args.kafka_port),
     }
     failed = 0
-    for name, check in checks.items():
-        ok = check()
+    for name, ok in checks.items():
         failed += not ok
         print(f"  {'OK ' if ok else 'KO '} {name}")
     return 1 if failed else 0
