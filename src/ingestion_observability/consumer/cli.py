@@ -9,7 +9,13 @@ import signal
 import sys
 from types import FrameType
 
-from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client import (
+    CollectorRegistry,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+)
 
 from ingestion_observability.consumer.health import HealthState, serve
 from ingestion_observability.consumer.metrics import IngestionMetrics
@@ -29,7 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_flag(parser, "--dlq-topic", "KAFKA_DLQ_TOPIC", None, "dead-letter topic (default: <topic>.dlq)")
     add_flag(parser, "--loki-url", "LOKI_URL", "http://localhost:3100", "Loki base URL")
     add_flag(parser, "--loki-tenant", "LOKI_TENANT_ID", None, "X-Scope-OrgID for a multi-tenant Loki")
-    add_flag(parser, "--loki-job", "LOKI_JOB", "ingestion-logs", "value of the `job` label of the Loki streams")
+    add_flag(
+        parser, "--loki-job", "LOKI_JOB", "ingestion-logs", "value of the `job` label of the Loki streams"
+    )
     add_flag(parser, "--loki-username", "LOKI_USERNAME", None, "basic-auth user for Loki")
     add_flag(
         parser, "--metrics-port", "METRICS_PORT", "8000", "port of /metrics, /healthz, /readyz", type=int
@@ -98,6 +106,7 @@ def config_from(args: argparse.Namespace) -> ConsumerConfig:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
+    disable_created_metrics()  # type: ignore[no-untyped-call]  # no `_created` twin per counter
     registry = CollectorRegistry()
     for collector in (ProcessCollector, PlatformCollector, GCCollector):
         collector(registry=registry)

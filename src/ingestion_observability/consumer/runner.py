@@ -102,13 +102,16 @@ class IngestionConsumer:
         self._flushing = False
         self._revoked = False
         self._next_lag = 0.0
+        self._deadline: float | None = None  # set by stop(): how long a last flush may retry
         self._new_batch()
 
     # --- lifecycle -------------------------------------------------------------------------------
 
     def stop(self) -> None:
         """Ask the loop to finish its batch and exit (signal handlers call this)."""
-        self._stop.set()
+        if not self._stop.is_set():
+            self._deadline = time.monotonic() + self.config.shutdown_seconds
+            self._stop.set()
 
     def run(self) -> None:
         self._consumer.subscribe([self.config.topic], listener=_Rebalance(self))
@@ -123,8 +126,7 @@ class IngestionConsumer:
                 if self._batch_due():
                     self._flush()
                 self._refresh_lag()
-            deadline = time.monotonic() + self.config.shutdown_seconds
-            if self._flush(deadline=deadline):
+            if self._batch.messages and self._flush():
                 log.info("last batch committed")
         finally:
             self._consumer.close(autocommit=False, timeout_ms=2000)
@@ -188,7 +190,7 @@ class IngestionConsumer:
             or time.monotonic() - self._batch_started >= self.config.batch_max_seconds
         )
 
-    def _flush(self, deadline: float | None = None) -> bool:
+    def _flush(self) -> bool:
         """Deliver the batch; True when it is committed and applied, False when it was abandoned."""
         batch = self._batch
         if not batch.messages:
@@ -196,9 +198,9 @@ class IngestionConsumer:
         self._flushing, self._revoked = True, False
         try:
             done = (
-                self._until_done(self._send_dead_letters, "the dead-letter topic", deadline)
-                and self._until_done(self._push_loki, "Loki", deadline)
-                and self._until_done(self._commit, "the offset commit", deadline)
+                self._until_done(self._send_dead_letters, "the dead-letter topic")
+                and self._until_done(self._push_loki, "Loki")
+                and self._until_done(self._commit, "the offset commit")
             )
         finally:
             self._flushing = False
@@ -211,14 +213,17 @@ class IngestionConsumer:
         self._new_batch()
         return done
 
-    def _until_done(self, attempt: Callable[[], str | None], what: str, deadline: float | None) -> bool:
-        """Retry `attempt` (None = done, else an error) with backoff, consumption paused meanwhile."""
+    def _until_done(self, attempt: Callable[[], str | None], what: str) -> bool:
+        """Retry `attempt` (None = done, else an error) with backoff, consumption paused meanwhile.
+
+        Gives up when the partitions are revoked, or at shutdown once the deadline is near.
+        """
         delay, paused = 0.5, False
         try:
             while (error := attempt()) is not None:
-                if self._revoked or (deadline is None and self._stop.is_set()):
+                if self._revoked:
                     return False
-                if deadline is not None and time.monotonic() + delay > deadline:
+                if self._deadline is not None and time.monotonic() + delay > self._deadline:
                     log.error("giving up on %s at shutdown: %s", what, error)
                     return False
                 log.warning("%s failed (%s): retrying in %.1fs, consumption paused", what, error, delay)
@@ -236,9 +241,10 @@ class IngestionConsumer:
     def _idle(self, seconds: float) -> None:
         """Wait while keeping the group membership alive (polling paused partitions returns nothing)."""
         end = time.monotonic() + seconds
-        while not self._stop.is_set() and not self._revoked and (left := end - time.monotonic()) > 0:
+        while not self._revoked and (left := end - time.monotonic()) > 0:
             self.health.beat()
             self._consumer.poll(timeout_ms=int(min(left, 0.5) * 1000))
+            self._refresh_lag()  # the lag keeps growing while paused: show it
 
     def _send_dead_letters(self) -> str | None:
         """Write the batch's unsent dead letters and wait for the broker to confirm them."""

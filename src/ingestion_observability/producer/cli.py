@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     def items(progress: tqdm[Any] | None = None) -> Iterator[Item]:
         if args.generate is not None:
             return _generated(args.generate)
-        return read_records(source, progress.update if progress else None)
+        return read_records(source, progress.update if progress is not None else None)
 
     shift = timedelta(0)
     if args.rebase_time:
