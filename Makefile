@@ -36,6 +36,10 @@ lint: ## ruff and mypy
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy src tests
 
+.PHONY: generate
+generate: ## Rewrite the chart's generated rules and dashboard (a test fails when they are stale)
+	$(BIN)/ingestion-render generate --out charts/ingestion-observability/files
+
 .PHONY: test
 test: tools lint ## Whole test suite: unit + integration on real services (what CI runs)
 	$(BIN)/pytest
