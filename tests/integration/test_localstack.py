@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
+from kafka.errors import KafkaTimeoutError
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from ingestion_observability.localstack.kafka import KafkaBroker
@@ -18,43 +19,52 @@ from ingestion_observability.localstack.prometheus import PrometheusError, Prome
 pytestmark = pytest.mark.integration
 
 
-def test_kafka_topic_produce_consume(tmp_path: Path) -> None:
-    with KafkaBroker.start(tmp_path / "kafka") as kafka:
-        assert kafka.bootstrap_servers == f"127.0.0.1:{kafka.port}"
-        kafka.create_topics(["runs", "runs-dlq"], partitions=3)
-        kafka.create_topics(["runs"], partitions=3)  # existing topics are left alone
-        assert {"runs", "runs-dlq"} <= kafka.list_topics()
-
-        producer = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers)
-        try:
-            producer.send("runs", key=b"k", value=b'{"run": 1}').get(timeout=15)
-        finally:
-            producer.close()
-        consumer = KafkaConsumer(
-            "runs",
-            bootstrap_servers=kafka.bootstrap_servers,
-            group_id="test",
-            auto_offset_reset="earliest",
-            consumer_timeout_ms=20_000,
-        )
-        try:
-            got = [(m.key, m.value) for m in consumer]
-            # consumer_timeout_ms ends the iteration once nothing more arrives
-        finally:
-            consumer.close()
-        assert got == [(b"k", b'{"run": 1}')]
-    assert not kafka.process.alive()
+# `kafka`: the session broker of tests/integration/conftest.py (KafkaBroker.start in a tmp dir).
 
 
-def test_kafka_does_not_auto_create_topics(tmp_path: Path) -> None:
-    with KafkaBroker.start(tmp_path / "kafka") as kafka:
-        producer = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers, max_block_ms=2_000)
-        try:
-            with pytest.raises(Exception, match=r"(?i)metadata|timeout"):
-                producer.send("nobody-created-me", b"x").get(timeout=5)
-        finally:
-            producer.close(timeout=2)
-        assert "nobody-created-me" not in kafka.list_topics()
+def test_kafka_topic_produce_consume(kafka: KafkaBroker) -> None:
+    assert kafka.bootstrap_servers == f"127.0.0.1:{kafka.port}"
+    kafka.create_topics(["runs", "runs-dlq"], partitions=3)
+    kafka.create_topics(["runs"], partitions=3)  # existing topics are left alone
+    assert {"runs", "runs-dlq"} <= kafka.list_topics()
+
+    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers)
+    try:
+        producer.send("runs", key=b"k", value=b'{"run": 1}').get(timeout=15)
+    finally:
+        producer.close()
+    consumer = KafkaConsumer(
+        "runs",
+        bootstrap_servers=kafka.bootstrap_servers,
+        group_id="test",
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=20_000,
+    )
+    try:
+        got = next((m.key, m.value) for m in consumer)  # StopIteration after 20s without a message
+    finally:
+        consumer.close()
+    assert got == (b"k", b'{"run": 1}')
+
+
+def test_kafka_does_not_auto_create_topics(kafka: KafkaBroker) -> None:
+    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers, max_block_ms=2_000)
+    try:
+        with pytest.raises(KafkaTimeoutError, match="metadata"):
+            producer.send("nobody-created-me", b"x").get(timeout=5)
+    finally:
+        producer.close(timeout=2)
+    assert "nobody-created-me" not in kafka.list_topics()
+
+
+def test_kafka_restart_keeps_topics(tmp_path: Path) -> None:
+    """`make demo` restarts on the same directory: same cluster id, same controller port, data kept."""
+    with KafkaBroker.start(tmp_path) as first:
+        first.create_topics(["kept"], partitions=1)
+    assert not first.process.alive()
+    with KafkaBroker.start(tmp_path) as again:
+        assert again.controller_port == first.controller_port
+        assert "kept" in again.list_topics()
 
 
 def test_loki_push_and_query(tmp_path: Path) -> None:
@@ -62,7 +72,9 @@ def test_loki_push_and_query(tmp_path: Path) -> None:
         config = (tmp_path / "loki" / "loki.yaml").read_text()
         assert "ingestion_rate_mb: 64" in config
         assert "schema: v13" in config
-        loki.push({"job": "ingestion", "source": "test"}, ["plain line", ("with metadata", {"run_id": "r-1"})])
+        loki.push(
+            {"job": "ingestion", "source": "test"}, ["plain line", ("with metadata", {"run_id": "r-1"})]
+        )
 
         streams = loki.query_range('{job="ingestion"}')
         lines = sorted(value[1] for stream in streams for value in stream["values"])

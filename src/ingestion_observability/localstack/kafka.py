@@ -80,6 +80,24 @@ def _cluster_id() -> str:
             return cluster_id
 
 
+def _format_storage(jvm: list[str], server_properties: Path, timeout: float) -> None:
+    """`kafka-storage.sh format`: meta.properties and the bootstrap metadata in the (empty) log dir."""
+    argv = [*jvm, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(server_properties)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"kafka storage format failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+
+
+def _previous_controller_port(work_dir: Path, host: str) -> int | None:
+    """The last run's controller port in `work_dir` if still free: a restart keeps its quorum address."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in (work_dir / "server.properties").read_text().splitlines():
+            if line.startswith("controller.quorum.voters="):
+                port = int(line.rsplit(":", 1)[1])
+                return None if port_open(host, port) else port
+    return None
+
+
 def _java() -> str:
     java_home = os.environ.get("JAVA_HOME")
     if java_home and (Path(java_home) / "bin" / "java").is_file():
@@ -132,7 +150,7 @@ class KafkaBroker:
         work_dir = Path(work_dir).resolve()
         work_dir.mkdir(parents=True, exist_ok=True)
         port = port or free_port()
-        controller_port = controller_port or free_port()
+        controller_port = controller_port or _previous_controller_port(work_dir, host) or free_port()
         if controller_port == port:
             controller_port = free_port()
         props = {
@@ -159,24 +177,8 @@ class KafkaBroker:
             "-cp",
             f"{libs}/*",
         ]
-        fmt = subprocess.run(
-            [
-                *jvm,
-                "kafka.tools.StorageTool",
-                "format",
-                "--ignore-formatted",
-                "-t",
-                _cluster_id(),
-                "-c",
-                str(server_properties),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if fmt.returncode != 0:
-            raise RuntimeError(f"kafka storage format failed ({fmt.returncode}):\n{fmt.stdout}{fmt.stderr}")
+        if not (work_dir / "data" / "meta.properties").is_file():  # a restart keeps its data and cluster id
+            _format_storage(jvm, server_properties, timeout)
         process = ServiceProcess("kafka", [*jvm, "kafka.Kafka", server_properties], work_dir / "kafka.log")
         broker = cls(process, host, port, controller_port, work_dir)
         try:
