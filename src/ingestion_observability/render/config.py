@@ -1,0 +1,282 @@
+"""The render configuration: typed, validated, defaults = the product's alert thresholds.
+
+`config_from_mapping` is what the operator feeds an `IngestionSource` spec into, `load_config` what the
+CLI reads (YAML or JSON); both reject unknown keys and bad values with the dotted path of the culprit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+_DURATION = re.compile(r"(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+_DURATION_UNITS = (604800, 86400, 3600, 60, 1)
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+_GRAFANA_UID = re.compile(r"[a-zA-Z0-9_-]{1,40}")
+# Labels the alert expressions produce or the renderer sets: a routing label must not shadow them.
+_RESERVED_LABELS = frozenset({"alertname", "severity", "source", "objet", "job", "topic", "long", "short"})
+
+
+class ConfigError(ValueError):
+    """A configuration value or key is invalid; the message starts with its dotted path."""
+
+
+def duration_seconds(text: str) -> int:
+    """Seconds in a Prometheus duration such as `75m` or `1h30m` (units w, d, h, m, s)."""
+    match = _DURATION.fullmatch(text)
+    if not text or match is None:
+        raise ConfigError(f"invalid duration {text!r} (expected e.g. 30s, 5m, 1h30m, 28d)")
+    seconds = sum(int(n or 0) * unit for n, unit in zip(match.groups(), _DURATION_UNITS, strict=True))
+    if seconds <= 0:
+        raise ConfigError(f"duration {text!r} must be positive")
+    return seconds
+
+
+def source_key(source: str) -> str:
+    """A short, stable, name-safe key for a source: readable slug plus a hash that keeps it unique."""
+    slug = re.sub(r"[^a-z0-9]+", "-", source.lower()).strip("-")[:18].strip("-")
+    digest = hashlib.sha256(source.encode()).hexdigest()[:10]
+    return f"{slug}-{digest}" if slug else digest
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _check_durations(obj: object, *names: str) -> None:
+    for name in names:
+        try:
+            duration_seconds(getattr(obj, name))
+        except ConfigError as exc:
+            raise ConfigError(f"{name}: {exc}") from None
+
+
+def _check_positive(obj: object, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        _check(math.isfinite(value) and value > 0, f"{name}: must be a positive number, got {value!r}")
+
+
+def _check_text(name: str, value: str) -> None:
+    _check(value.strip() != "", f"{name}: must not be empty")
+    _check(not any("\ud800" <= c <= "\udfff" for c in value), f"{name}: contains a lone surrogate")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Alert thresholds and windows (Prometheus durations)."""
+
+    failure_window: str = "5m"  # IngestionEchecDetecte: any FAILED run in this window
+    failure_ratio: float = 0.02  # IngestionTauxEchecEleve
+    failure_ratio_window: str = "15m"
+    failure_ratio_for: str = "5m"
+    min_runs: int = 5  # ratio alerts stay silent below this many runs in their window
+    silence: str = "75m"  # IngestionSourceMuette, on event time
+    silence_lookback: str = "1d"  # how long a source is remembered once its gauge is gone
+    latency_baseline_seconds: float = 30.0
+    latency_factor: float = 2.0  # IngestionLatenceDegradee: p95 > factor x baseline
+    memory_p95_mb: float = 150.0  # MiB, as the event's memory_used_mb
+    cpu_p95_seconds: float = 60.0
+    quantile_window: str = "1h"  # window of the recorded p50/p95/p99
+    performance_for: str = "15m"  # latency, memory and CPU alerts
+    mttr_window: str = "1d"
+    consumer_down_for: str = "5m"
+    kafka_lag: float = 10000.0
+    kafka_lag_for: str = "10m"
+
+    def __post_init__(self) -> None:
+        _check_durations(
+            self,
+            "failure_window",
+            "failure_ratio_window",
+            "failure_ratio_for",
+            "silence",
+            "silence_lookback",
+            "quantile_window",
+            "performance_for",
+            "mttr_window",
+            "consumer_down_for",
+            "kafka_lag_for",
+        )
+        _check(0 < self.failure_ratio < 1, f"failure_ratio: must be in ]0, 1[, got {self.failure_ratio!r}")
+        _check(self.min_runs >= 1, f"min_runs: must be >= 1, got {self.min_runs!r}")
+        _check_positive(
+            self,
+            "latency_baseline_seconds",
+            "latency_factor",
+            "memory_p95_mb",
+            "cpu_p95_seconds",
+            "kafka_lag",
+        )
+        _check(
+            duration_seconds(self.silence_lookback) > duration_seconds(self.silence),
+            "silence_lookback: must be longer than silence",
+        )
+
+    @property
+    def latency_seconds(self) -> float:
+        return self.latency_baseline_seconds * self.latency_factor
+
+    @property
+    def memory_bytes(self) -> float:
+        return self.memory_p95_mb * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ErrorBurst:
+    """IngestionBurstErreurs: more than `count` failures of one objet within `window`."""
+
+    count: int = 3
+    window: str = "10m"
+
+    def __post_init__(self) -> None:
+        _check(self.count >= 1, f"count: must be >= 1, got {self.count!r}")
+        _check_durations(self, "window")
+
+
+@dataclass(frozen=True)
+class Slo:
+    """Success-ratio objective per source, alerted with multi-window multi-burn-rate rules."""
+
+    success_ratio: float
+    window: str = "28d"
+
+    def __post_init__(self) -> None:
+        _check(0 < self.success_ratio < 1, f"success_ratio: must be in ]0, 1[, got {self.success_ratio!r}")
+        _check_durations(self, "window")
+
+
+@dataclass(frozen=True)
+class Datasources:
+    """Grafana datasource uids."""
+
+    prometheus: str = "prometheus"
+    loki: str = "loki"
+
+    def __post_init__(self) -> None:
+        for name in ("prometheus", "loki"):
+            uid = getattr(self, name)
+            _check(bool(_GRAFANA_UID.fullmatch(uid)), f"{name}: invalid Grafana uid {uid!r}")
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    """What to render. With `source` set, everything is scoped to that one source (operator use)."""
+
+    source: str | None = None
+    objets: tuple[str, ...] = ()  # per-source dashboards get one row per objet
+    entreprise: str | None = None  # narrow ingestion_runs_total and the Loki streams (they carry it)
+    zone: str | None = None
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    error_burst: ErrorBurst = field(default_factory=ErrorBurst)
+    slo: Slo | None = None
+    routing_labels: Mapping[str, str] = field(default_factory=dict)  # added to every alert
+    datasources: Datasources = field(default_factory=Datasources)
+    consumer_job: str = "ingestion-consumer"
+    loki_job: str = "ingestion-logs"
+    runbook_base_url: str = "https://runbooks.example.com/ingestion"
+
+    def __post_init__(self) -> None:
+        for name in ("source", "entreprise", "zone"):
+            value = getattr(self, name)
+            if value is not None:
+                _check_text(name, value)
+        for objet in self.objets:
+            _check_text("objets", objet)
+        _check(len(set(self.objets)) == len(self.objets), "objets: duplicate entries")
+        for name, value in self.routing_labels.items():
+            _check(bool(_LABEL_NAME.fullmatch(name)), f"routing_labels: invalid label name {name!r}")
+            _check(
+                not name.startswith("__") and name not in _RESERVED_LABELS,
+                f"routing_labels: {name!r} is reserved",
+            )
+            # Prometheus expands alert label values as Go templates.
+            _check("{{" not in value, f"routing_labels.{name}: must not contain '{{{{'")
+        _check_text("consumer_job", self.consumer_job)
+        _check_text("loki_job", self.loki_job)
+        _check(
+            re.fullmatch(r"https?://[^\s{}]+", self.runbook_base_url) is not None,
+            f"runbook_base_url: expected an http(s) URL without spaces or braces, "
+            f"got {self.runbook_base_url!r}",
+        )
+
+    @property
+    def key(self) -> str | None:
+        """Suffix that keeps per-source names (rule groups, dashboard uid) distinct."""
+        return None if self.source is None else source_key(self.source)
+
+
+def config_from_mapping(data: Mapping[str, Any]) -> RenderConfig:
+    """Build a config from plain data (parsed YAML/JSON, a CRD spec); unknown keys are errors."""
+    config: RenderConfig = _build(RenderConfig, data, "")
+    return config
+
+
+def load_config(path: Path) -> RenderConfig:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))  # JSON is YAML
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    if data is None:
+        return RenderConfig()
+    try:
+        return config_from_mapping(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def _build(cls: type[Any], data: object, path: str) -> Any:
+    where = path.rstrip(".") or "config"
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in fields(cls)]
+    unknown = [str(k) for k in data if k not in known]
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; expected: {', '.join(known)}")
+    missing = [
+        f.name
+        for f in fields(cls)
+        if f.name not in data and f.default is MISSING and f.default_factory is MISSING
+    ]
+    if missing:
+        raise ConfigError(f"{where}: missing key(s) {', '.join(missing)}")
+    kwargs = {name: _convert(hints[name], value, f"{path}{name}") for name, value in data.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}{exc}") from None
+
+
+def _convert(hint: Any, value: object, path: str) -> object:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is types.UnionType:  # `X | None`
+        return None if value is None else _convert(args[0], value, path)
+    if is_dataclass(hint):
+        return _build(hint if isinstance(hint, type) else type(hint), value, path + ".")
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{path}: expected a list, got {type(value).__name__}")
+        return tuple(_convert(args[0], item, f"{path}[{i}]") for i, item in enumerate(value))
+    if origin is Mapping:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{path}: expected a mapping, got {type(value).__name__}")
+        return {_convert(str, k, path): _convert(str, v, f"{path}.{k}") for k, v in value.items()}
+    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ConfigError(f"{path}: expected a finite number, got {value!r}")
+        return float(value)
+    if hint in (int, str) and isinstance(value, hint) and not isinstance(value, bool):
+        return value
+    expected = {float: "a number", int: "an integer", str: "a string"}.get(hint, str(hint))
+    raise ConfigError(f"{path}: expected {expected}, got {type(value).__name__} {value!r}")

@@ -1,0 +1,154 @@
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+
+from ingestion_observability.render import (
+    Datasources,
+    RenderConfig,
+    Slo,
+    dashboard_queries,
+    dashboard_uid,
+    quote,
+    render_dashboard,
+    substitute,
+)
+
+ROWS = [
+    "Vue d'ensemble — Ingestion: Health",
+    "Fiabilité — Errors & SLAs",
+    "Performance — Latency & Throughput",
+    "Détails par connecteur — Sources & Objets",
+    "Derniers messages d'erreur",
+]
+
+
+def panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every panel, rows and the panels of collapsed rows included."""
+    return [p for top in dashboard["panels"] for p in (top, *top.get("panels", []))]
+
+
+def rows(dashboard: dict[str, Any]) -> dict[str, list[str]]:
+    """Row title -> titles of its panels (expanded rows own the panels that follow them)."""
+    result: dict[str, list[str]] = {}
+    current: list[str] = []
+    for panel in dashboard["panels"]:
+        if panel["type"] == "row":
+            current = result.setdefault(panel["title"], [p["title"] for p in panel["panels"]])
+        else:
+            current.append(panel["title"])
+    return result
+
+
+def test_global_dashboard_layout() -> None:
+    dashboard = render_dashboard(RenderConfig())
+    assert dashboard["title"] == "Ingestion — Observabilité"
+    assert dashboard["uid"] == "ingestion-overview"
+    assert dashboard["refresh"] == "1m" and dashboard["time"] == {"from": "now-24h", "to": "now"}
+    assert "ingestion" in dashboard["tags"]
+    layout = rows(dashboard)
+    assert list(layout) == ROWS
+    assert layout[ROWS[0]] == [
+        "Succès",
+        "Échecs",
+        "Taux d'échec (%)",
+        "p95 durée (s)",
+        "Max mémoire (MB)",
+        "Timeline des runs",
+        "Top sources par durée (p95)",
+    ]
+    assert len(layout[ROWS[1]]) == 4 and len(layout[ROWS[2]]) == 5
+
+
+def test_variables() -> None:
+    variables = render_dashboard(RenderConfig())["templating"]["list"]
+    assert [v["name"] for v in variables] == ["source", "objet", "entreprise"]
+    for variable in variables:
+        assert variable["type"] == "query" and variable["multi"] and variable["includeAll"]
+        assert variable["datasource"] == {"type": "prometheus", "uid": "prometheus"}
+        assert variable["query"].startswith("label_values(ingestion_runs_total")
+
+
+def test_every_panel_is_complete() -> None:
+    dashboard = render_dashboard(RenderConfig(slo=Slo(0.99), source="S", objets=("a", "b")))
+    ids = [p["id"] for p in panels(dashboard)]
+    assert len(ids) == len(set(ids)) and 0 not in ids
+    for panel in panels(dashboard):
+        if panel["type"] == "row":
+            continue
+        assert panel["title"] and panel["description"], panel
+        defaults = panel["fieldConfig"]["defaults"]
+        assert defaults["unit"] and defaults["thresholds"]["steps"], panel["title"]
+        assert panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24
+        ref_ids = [t["refId"] for t in panel["targets"]]
+        assert ref_ids == [chr(ord("A") + i) for i in range(len(ref_ids))]
+        assert all(t["datasource"] == panel["datasource"] for t in panel["targets"])
+
+
+def test_thresholds_follow_the_alerts() -> None:
+    by_title = {p["title"]: p for p in panels(render_dashboard(RenderConfig()))}
+    steps = by_title["Taux d'échec (%)"]["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert [(s["value"], s["color"]) for s in steps] == [(None, "green"), (0.01, "orange"), (0.02, "red")]
+    steps = by_title["p95 durée (s)"]["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert [s["value"] for s in steps] == [None, 30, 60]
+    assert by_title["Max mémoire (MB)"]["fieldConfig"]["defaults"]["unit"] == "bytes"
+
+
+def test_datasource_uids_are_configurable() -> None:
+    config = RenderConfig(datasources=Datasources(prometheus="prom-a", loki="loki-b"))
+    queries = dashboard_queries(render_dashboard(config))
+    uids = {p["datasource"]["uid"] for p in panels(render_dashboard(config)) if "datasource" in p}
+    assert uids == {"prom-a", "loki-b"}
+    assert {q.datasource for q in queries} == {"prometheus", "loki"}
+
+
+def test_loki_tables() -> None:
+    by_title = {p["title"]: p for p in panels(render_dashboard(RenderConfig()))}
+    details = by_title["Exécutions par connecteur"]
+    [organize] = [t for t in details["transformations"] if t["id"] == "organize"]
+    columns = list(organize["options"]["renameByName"].values())
+    for column in ("Debut", "Fin", "Duree secondes", "cpu_time", "memory_used", "Description"):
+        assert column in columns
+    assert details["fieldConfig"]["defaults"]["custom"]["filterable"] is True
+    errors = by_title["Les 5 derniers échecs"]
+    assert errors["targets"][0]["maxLines"] == 5
+    assert errors["targets"][0]["expr"].startswith('{job="ingestion-logs", source=~"$source"')
+    assert 'etat="FAILED"' in errors["targets"][0]["expr"]
+
+
+@pytest.mark.parametrize("source", ['a"b\\c', ".*", "x\ny", "$objet", "Zoho — été"])
+def test_per_source_dashboard(source: str) -> None:
+    dashboard = render_dashboard(RenderConfig(source=source, objets=("workspaces", "datasets")))
+    assert dashboard["title"] == f"Ingestion — {source}"
+    assert dashboard["uid"] == dashboard_uid(source) != dashboard_uid(None)
+    assert re.fullmatch(r"[a-zA-Z0-9_-]{1,40}", dashboard["uid"])
+    assert [v["name"] for v in dashboard["templating"]["list"]] == ["objet", "entreprise"]
+    for query in dashboard_queries(dashboard):
+        assert f"source={quote(source)}" in query.expr
+        assert "$source" not in query.expr
+    objet_rows = [p for p in dashboard["panels"] if p["type"] == "row" and p["title"].startswith("Objet")]
+    assert [r["title"] for r in objet_rows] == ["Objet : workspaces", "Objet : datasets"]
+    assert all(r["collapsed"] and len(r["panels"]) == 4 for r in objet_rows)
+    assert 'objet="datasets"' in objet_rows[1]["panels"][0]["targets"][0]["expr"]
+
+
+def test_dashboard_is_deterministic_plain_json() -> None:
+    config = RenderConfig(slo=Slo(0.99))
+    assert render_dashboard(config) == render_dashboard(config)
+    assert json.loads(json.dumps(render_dashboard(config))) == render_dashboard(config)
+
+
+def test_queries_and_substitution() -> None:
+    queries = dashboard_queries(render_dashboard(RenderConfig(slo=Slo(0.99))))
+    assert sum(q.datasource == "loki" for q in queries) == 3
+    stats = [q for q in queries if q.panel == "Succès"]
+    assert stats[0].instant
+    for query in queries:
+        assert "$" not in substitute(query.expr)
+    assert substitute('x{source=~"$source"}[$__range]', {"__range": "6h"}) == 'x{source=~".*"}[6h]'
+    assert substitute(f"x{{source={quote('$source')}}}") == r'x{source="\x24source"}'
+    with pytest.raises(KeyError, match="unknown"):
+        substitute("x[$unknown]")

@@ -1,0 +1,245 @@
+"""The rendered rules under promtool: syntax (`check rules`) and behaviour (`test rules`).
+
+tests/rules/*.test.yaml hold the hand-written alert scenarios; the tests here render the rules next to
+them, and generate the scenarios that depend on hostile names or on the sample data.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ingestion_observability.render import (
+    RenderConfig,
+    Slo,
+    dashboard_queries,
+    render_dashboard,
+    render_rules,
+    substitute,
+)
+from ingestion_observability.render.cli import rules_yaml
+from ingestion_observability.sample import sample_logs_path
+
+PROMTOOL = shutil.which("promtool")
+pytestmark = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (make tools)")
+RULE_TESTS = Path(__file__).parents[1] / "rules"
+HOSTILE = [
+    'a"b\\c',
+    ".*",
+    "x\ny",
+    "Zoho — été ☃ 🚀",
+    "$source",
+    "[[objet]]",
+    "${__range}",
+    "tab\tcr\r",
+    "{{ $labels.objet }}",
+    "back`tick'quote",
+]
+RUN_LABELS = 'objet="o", entreprise="akonovia", zone="1-Raw"'
+
+
+def promtool(*args: str, cwd: Path) -> str:
+    assert PROMTOOL is not None
+    result = subprocess.run([PROMTOOL, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def write_rules(path: Path, config: RenderConfig) -> Path:
+    path.write_text(rules_yaml(render_rules(config)), encoding="utf-8")
+    return path
+
+
+def run_tests(tmp_path: Path, rules_file: str, test: dict[str, Any]) -> None:
+    """Run one generated promtool test group against `rules_file` (in `tmp_path`)."""
+    tests = {"rule_files": [rules_file], "evaluation_interval": "1m", "tests": [{"interval": "1m", **test}]}
+    (tmp_path / "generated.test.yaml").write_text(yaml.safe_dump(tests, allow_unicode=True), encoding="utf-8")
+    promtool("test", "rules", "generated.test.yaml", cwd=tmp_path)
+
+
+def echec_detecte(source: str, objet: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
+    """The expected IngestionEchecDetecte alert for one FAILED run."""
+    return {
+        "exp_labels": {"severity": "critical", **(labels or {}), "source": source, "objet": objet},
+        "exp_annotations": {
+            "summary": f"Échec d'ingestion détecté — {source} / {objet}",
+            "description": f"1 exécution(s) en échec (FAILED) pour la source {source}, objet {objet}, "
+            "sur une fenêtre de 5 min.",
+            "runbook_url": "https://runbooks.example.com/ingestion/ingestionechecdetecte",
+        },
+    }
+
+
+def series(metric: str, labels: str) -> str:
+    return f"{metric}{{{labels}}}"
+
+
+def label(name: str, value: str) -> str:
+    """A label matcher written independently of promql.quote (JSON escapes are Go escapes)."""
+    return f"{name}={json.dumps(value, ensure_ascii=False)}"
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        RenderConfig(),
+        RenderConfig(slo=Slo(0.995, "30d"), routing_labels={"team": "data", "namespace": "ingestion"}),
+        RenderConfig(
+            source="PowerBI", objets=("workspaces", "datasets"), entreprise="akonovia", zone="1-Raw"
+        ),
+        *(RenderConfig(source=name, slo=Slo(0.99), entreprise=name, zone=name) for name in HOSTILE),
+    ],
+    ids=["defaults", "slo", "per-source", *(f"hostile-{i}" for i in range(len(HOSTILE)))],
+)
+def test_check_rules(tmp_path: Path, config: RenderConfig) -> None:
+    out = promtool("check", "rules", str(write_rules(tmp_path / "rules.yaml", config)), cwd=tmp_path)
+    assert "SUCCESS" in out
+
+
+@pytest.mark.parametrize("test_file", sorted(RULE_TESTS.glob("*.test.yaml")), ids=lambda p: p.name)
+def test_alert_scenarios(tmp_path: Path, test_file: Path) -> None:
+    write_rules(tmp_path / "ingestion-rules.yaml", RenderConfig())
+    write_rules(
+        tmp_path / "ingestion-rules-slo.yaml", RenderConfig(slo=Slo(0.99), routing_labels={"team": "data"})
+    )
+    shutil.copy(test_file, tmp_path)
+    assert "SUCCESS" in promtool("test", "rules", test_file.name, cwd=tmp_path)
+
+
+@pytest.mark.parametrize("source", HOSTILE, ids=range(len(HOSTILE)))
+def test_hostile_source_selects_exactly_itself(tmp_path: Path, source: str) -> None:
+    """Per-source rules for a hostile name see its series and none of its neighbours'."""
+    write_rules(tmp_path / "rules.yaml", RenderConfig(source=source, routing_labels={"team": "data"}))
+    neighbours = {source + "_", "_" + source, source.upper(), source.replace("\\", "\\\\"), "x", "."}
+    input_series = [
+        {
+            "series": series("ingestion_runs_total", f'{label("source", name)}, etat="FAILED", {RUN_LABELS}'),
+            "values": "_ 1x10",
+        }
+        for name in sorted(neighbours | {source})
+    ]
+    record = f"source:ingestion_runs:increase15m{{{label('source', source)}}}"
+    run_tests(
+        tmp_path,
+        "rules.yaml",
+        {
+            "input_series": input_series,
+            "alert_rule_test": [
+                {
+                    "eval_time": "2m",
+                    "alertname": "IngestionEchecDetecte",
+                    "exp_alerts": [echec_detecte(source, "o", {"team": "data"})],
+                }
+            ],
+            "promql_expr_test": [
+                {
+                    "expr": "source:ingestion_runs:increase15m",
+                    "eval_time": "2m",
+                    "exp_samples": [{"labels": record, "value": 1}],
+                }
+            ],
+        },
+    )
+
+
+def test_sample_data(tmp_path: Path) -> None:
+    """The sample's 72 runs, each a counter appearing at 1: the overview stats show 71 / 1 / 1.39 % and
+    IngestionEchecDetecte fires for the one FAILED run."""
+    records = json.loads(sample_logs_path().read_text(encoding="utf-8"))
+    names = ("source", "etat", "objet", "entreprise", "zone")
+    counts = Counter(tuple(r[n.capitalize()] for n in names) for r in records)
+    input_series = [
+        {
+            "series": series("ingestion_runs_total", ", ".join(map(label, names, key))),
+            "values": f"_ {count}x30",
+        }
+        for key, count in sorted(counts.items())
+    ]
+    queries = {q.panel: substitute(q.expr) for q in dashboard_queries(render_dashboard(RenderConfig()))}
+    stats = {"Succès": 71, "Échecs": 1, "Taux d'échec (%)": 1 / 72}
+    write_rules(tmp_path / "rules.yaml", RenderConfig())
+    run_tests(
+        tmp_path,
+        "rules.yaml",
+        {
+            "input_series": input_series,
+            "promql_expr_test": [
+                {"expr": queries[title], "eval_time": "5m", "exp_samples": [{"labels": "{}", "value": value}]}
+                for title, value in stats.items()
+            ],
+            "alert_rule_test": [
+                {
+                    "eval_time": "3m",
+                    "alertname": "IngestionEchecDetecte",
+                    "exp_alerts": [echec_detecte("sharepoint_graph", "EventFactureApplication")],
+                }
+            ],
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        RenderConfig(slo=Slo(0.99)),
+        *(RenderConfig(source=name, objets=(name, "b"), slo=Slo(0.99)) for name in HOSTILE),
+    ],
+    ids=["global", *(f"hostile-{i}" for i in range(len(HOSTILE)))],
+)
+def test_dashboard_promql_parses(tmp_path: Path, config: RenderConfig) -> None:
+    """Every PromQL target of the dashboard, variables substituted, is a valid expression."""
+    exprs = [
+        substitute(q.expr)
+        for q in dashboard_queries(render_dashboard(config))
+        if q.datasource == "prometheus"
+    ]
+    rules = {
+        "groups": [
+            {
+                "name": "dashboard",
+                "rules": [{"record": f"panel:q{i}", "expr": e} for i, e in enumerate(exprs)],
+            }
+        ]
+    }
+    (tmp_path / "dashboard.yaml").write_text(yaml.safe_dump(rules, allow_unicode=True), encoding="utf-8")
+    assert f"SUCCESS: {len(exprs)} rules found" in promtool("check", "rules", "dashboard.yaml", cwd=tmp_path)
+
+
+def test_entreprise_filter(tmp_path: Path) -> None:
+    """With `entreprise` set, ratio records and alerts see only that entreprise's runs (and say so)."""
+    write_rules(tmp_path / "rules.yaml", RenderConfig(source="PowerBI", entreprise="akonovia"))
+    input_series = [
+        {"series": series("ingestion_runs_total", f'{labels}, objet="o", zone="z"'), "values": values}
+        for labels, values in [
+            ('source="PowerBI", entreprise="akonovia", etat="SUCCESS"', "0+3x20"),
+            ('source="PowerBI", entreprise="akonovia", etat="FAILED"', "0+1x20"),
+            ('source="PowerBI", entreprise="other", etat="FAILED"', "0+9x20"),
+            ('source="Efficy", entreprise="akonovia", etat="FAILED"', "0+9x20"),
+        ]
+    ]
+    expected = {
+        "exp_labels": {"severity": "warning", "source": "PowerBI", "entreprise": "akonovia"},
+        "exp_annotations": {
+            "summary": "Taux d'échec élevé — PowerBI",
+            "description": "Taux d'échec de 25% pour la source PowerBI sur 15 min (seuil 2 %, au moins "
+            "5 exécutions).",
+            "runbook_url": "https://runbooks.example.com/ingestion/ingestiontauxecheceleve",
+        },
+    }
+    run_tests(
+        tmp_path,
+        "rules.yaml",
+        {
+            "input_series": input_series,
+            "alert_rule_test": [
+                {"eval_time": "10m", "alertname": "IngestionTauxEchecEleve", "exp_alerts": [expected]}
+            ],
+        },
+    )

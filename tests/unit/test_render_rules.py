@@ -1,0 +1,162 @@
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any
+
+from ingestion_observability.render import RenderConfig, Slo, Thresholds, render_rules, rule_queries
+from ingestion_observability.render.config import source_key
+
+ALERTS = [
+    "IngestionEchecDetecte",
+    "IngestionTauxEchecEleve",
+    "IngestionSourceMuette",
+    "IngestionLatenceDegradee",
+    "IngestionSurconsommationMemoire",
+    "IngestionSurconsommationCPU",
+    "IngestionBurstErreurs",
+    "IngestionConsumerDown",
+    "IngestionKafkaLag",
+]
+CONSUMER_ALERTS = {"IngestionConsumerDown", "IngestionKafkaLag"}
+
+
+def rules_of(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    return [rule for group in doc["groups"] for rule in group["rules"]]
+
+
+def alerts_of(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    return [rule for rule in rules_of(doc) if "alert" in rule]
+
+
+def records_of(doc: dict[str, Any]) -> dict[str, str]:
+    return {rule["record"]: rule["expr"] for rule in rules_of(doc) if "record" in rule}
+
+
+def test_global_rules_have_the_nine_alerts_once() -> None:
+    doc = render_rules(RenderConfig())
+    assert [g["name"] for g in doc["groups"]] == [
+        "ingestion-records",
+        "ingestion-alerts",
+        "ingestion-consumer",
+    ]
+    assert sorted(a["alert"] for a in alerts_of(doc)) == sorted(ALERTS)
+    assert (
+        records_of(doc)["kafka_consumer_lag_sum"]
+        == 'sum by (topic) (kafka_consumer_lag{job="ingestion-consumer"})'
+    )
+
+
+def test_every_alert_has_severity_routing_labels_and_french_annotations() -> None:
+    doc = render_rules(RenderConfig(routing_labels={"team": "data"}, slo=Slo(0.99)))
+    severities = {"IngestionEchecDetecte": "critical", "IngestionConsumerDown": "critical"}
+    for alert in alerts_of(doc):
+        if alert["alert"] in ALERTS:
+            assert alert["labels"]["severity"] == severities.get(alert["alert"], "warning")
+        assert alert["labels"]["team"] == "data"
+        annotations = alert["annotations"]
+        assert set(annotations) == {"summary", "description", "runbook_url"}
+        assert "{{ $value" in annotations["description"]
+        assert "{{ $labels." in annotations["summary"]
+        assert (
+            annotations["runbook_url"] == f"https://runbooks.example.com/ingestion/{alert['alert'].lower()}"
+        )
+
+
+def test_alert_expressions() -> None:
+    exprs = {a["alert"]: a["expr"] for a in alerts_of(render_rules(RenderConfig()))}
+    failed = 'ingestion_runs_total{etat="FAILED"}'
+    assert exprs["IngestionEchecDetecte"] == (
+        f"sum by (source, objet) (round(({failed} unless {failed} offset 5m) or increase({failed}[5m]))) > 0"
+    )
+    assert exprs["IngestionTauxEchecEleve"] == (
+        'source:ingestion_failure_ratio:ratio15m{entreprise="", zone=""} > 0.02'
+        ' and source:ingestion_runs:increase15m{entreprise="", zone=""} >= 5'
+    )
+    assert exprs["IngestionSourceMuette"] == (
+        "time() - max by (source) (max_over_time(ingestion_last_run_timestamp[1d])) > 4500"
+    )
+    assert exprs["IngestionLatenceDegradee"] == "source:ingestion_duration_seconds:p95_1h > 60"
+    assert (
+        exprs["IngestionSurconsommationMemoire"]
+        == "source_objet:ingestion_memory_usage_bytes:p95_1h > 157286400"
+    )
+    assert exprs["IngestionSurconsommationCPU"] == "source_objet:ingestion_cpu_usage_seconds:p95_1h > 60"
+    assert exprs["IngestionBurstErreurs"].endswith("> 3")
+    assert (
+        exprs["IngestionConsumerDown"]
+        == 'up{job="ingestion-consumer"} == 0 or absent(up{job="ingestion-consumer"})'
+    )
+    assert exprs["IngestionKafkaLag"] == "kafka_consumer_lag_sum > 10000"
+
+
+def test_per_source_rules_are_scoped_and_named_per_source() -> None:
+    config = RenderConfig(source="PowerBI", slo=Slo(0.99))
+    doc = render_rules(config)
+    key = source_key("PowerBI")
+    assert [g["name"] for g in doc["groups"]] == [
+        f"ingestion-{g}-{key}" for g in ("records", "alerts", "slo")
+    ]
+    names = {a["alert"] for a in alerts_of(doc)}
+    assert names == (set(ALERTS) - CONSUMER_ALERTS) | {"IngestionBudgetErreurSLO"}
+    # Every ingestion series or record read carries the source matcher.
+    for expr in rule_queries(doc):
+        for name, matchers in re.findall(r"\b((?:ingestion_|source:|source_objet:)[\w:]*)(\{[^}]*\})?", expr):
+            assert matchers.startswith('{source="PowerBI"'), (name, expr)
+
+
+def test_records_are_shared_names_and_threshold_free() -> None:
+    global_records = records_of(render_rules(RenderConfig()))
+    per_source = records_of(render_rules(RenderConfig(source="Efficy")))
+    assert set(per_source) == set(global_records) - {"kafka_consumer_lag_sum"}
+    other_thresholds = Thresholds(
+        failure_ratio=0.5, min_runs=50, silence="3h", latency_factor=5, memory_p95_mb=1, cpu_p95_seconds=1
+    )
+    assert records_of(render_rules(RenderConfig(thresholds=other_thresholds))) == global_records
+
+
+def test_filtered_run_records_carry_their_filter_labels() -> None:
+    records = records_of(render_rules(RenderConfig(entreprise="akonovia")))
+    assert records["source:ingestion_runs:increase15m"].startswith("sum by (source, entreprise) (")
+    assert 'entreprise="akonovia", zone=""' in records["source:ingestion_failure_ratio:ratio15m"]
+
+
+def test_records_only_read_records_defined_before_them() -> None:
+    doc = render_rules(RenderConfig(slo=Slo(0.99)))
+    seen: set[str] = set()
+    for rule in doc["groups"][0]["rules"]:
+        used = set(re.findall(r"\b(source(?:_objet)?:[\w:]+)", rule["expr"]))
+        assert used <= seen, rule
+        seen.add(rule["record"])
+
+
+def test_slo_burn_rate_alerts() -> None:
+    doc = render_rules(RenderConfig(slo=Slo(0.999, "30d")))
+    burns = [a for a in alerts_of(doc) if a["alert"] == "IngestionBudgetErreurSLO"]
+    pairs = [(a["labels"]["long"], a["labels"]["short"], a["labels"]["severity"]) for a in burns]
+    assert pairs == [
+        ("1h", "5m", "critical"),
+        ("6h", "30m", "critical"),
+        ("1d", "2h", "warning"),
+        ("3d", "6h", "warning"),
+    ]
+    assert burns[0]["expr"] == (
+        'source:ingestion_failure_ratio:ratio1h{entreprise="", zone=""} > 14.4 * (1 - 0.999)'
+        ' and source:ingestion_failure_ratio:ratio5m{entreprise="", zone=""} > 14.4 * (1 - 0.999)'
+        ' and source:ingestion_runs:increase1h{entreprise="", zone=""} >= 5'
+    )
+    records = records_of(doc)
+    assert records["source:ingestion_runs:increase30d"].startswith(
+        "sum_over_time(source:ingestion_runs:increase1h"
+    )
+
+
+def test_group_names_stay_unique_for_many_sources() -> None:
+    sources = [f"source {i}" for i in range(200)] + ['a"b\\c', ".*", "x\ny", 'A"B\\C']
+    names = [g["name"] for s in sources for g in render_rules(RenderConfig(source=s))["groups"]]
+    assert len(names) == len(set(names))
+
+
+def test_rule_queries_lists_every_expression() -> None:
+    doc = render_rules(dataclasses.replace(RenderConfig(), slo=Slo(0.99)))
+    assert rule_queries(doc) == [rule["expr"] for rule in rules_of(doc)]
