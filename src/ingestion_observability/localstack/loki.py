@@ -103,6 +103,10 @@ def render_config(
             "lifecycler": {"min_ready_duration": "0s", "final_sleep": "0s"},
             "wal": {"dir": str(data / "wal")},
         },
+        # The frontend and queriers find the scheduler through its ring: poll it every second, not every
+        # 10s/3s, so /ready (which waits for the frontend to reach a scheduler) comes quickly.
+        "frontend": {"scheduler_dns_lookup_period": "1s"},
+        "frontend_worker": {"dns_lookup_duration": "1s"},
         "limits_config": deep_merge(DEFAULT_LIMITS, limits or {}),
         "query_range": {"results_cache": {"cache": {"embedded_cache": {"enabled": True, "max_size_mb": 64}}}},
         "compactor": {"working_directory": str(data / "compactor")},
@@ -151,7 +155,7 @@ class LokiServer:
         extra_args: Sequence[str] = (),
         timeout: float = 90.0,
     ) -> LokiServer:
-        """Write `work_dir/loki.yaml` and start Loki; returns once /ready answers 200.
+        """Write `work_dir/loki.yaml` and start Loki; returns once /ready is 200 and queries answer.
 
         `limits` is merged into limits_config (e.g. {"ingestion_rate_mb": 64}); `config_overrides` is
         merged into the whole config (nested mappings merge, other values replace).
@@ -171,7 +175,12 @@ class LokiServer:
         process = ServiceProcess("loki", argv, work_dir / "loki.log", cwd=work_dir)
         server = cls(process, host, port, grpc_port, work_dir)
         try:
-            process.wait_until(lambda: http_ok(f"{server.url}/ready"), timeout)
+            # /ready is 200 once the frontend reaches the scheduler, which takes queries ~2s later: wait
+            # for a query to answer too, so the first query of a test does not hang.
+            process.wait_until(
+                lambda: http_ok(f"{server.url}/ready") and http_ok(f"{server.url}/loki/api/v1/labels"),
+                timeout,
+            )
         except BaseException:
             process.stop()
             raise
