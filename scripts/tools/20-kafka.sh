@@ -25,8 +25,12 @@ mkdir -p "$build_dir" "$dest"
 cp "$here/kafka/pom.xml" "$build_dir/pom.xml"  # maven works beside its pom: keep that out of the repo
 
 log "fetching kafka_2.13 $KAFKA_VERSION and its dependencies"
-mvn -q -B -f "$build_dir/pom.xml" dependency:copy-dependencies \
-  -Dkafka.version="$KAFKA_VERSION" -DincludeScope=runtime -DoutputDirectory="$dest/libs.partial"
+if ! mvn -q -B -Dstyle.color=never -f "$build_dir/pom.xml" dependency:copy-dependencies \
+  -Dkafka.version="$KAFKA_VERSION" -DincludeScope=runtime -DoutputDirectory="$dest/libs.partial" \
+  >"$build_dir/mvn.log" 2>&1; then
+  cat "$build_dir/mvn.log" >&2
+  exit 1
+fi
 ls "$dest/libs.partial/kafka_2.13-$KAFKA_VERSION.jar" >/dev/null
 got="$(java -cp "$dest/libs.partial/*" kafka.Kafka --version 2>/dev/null | head -1)"
 [[ "$got" == "$KAFKA_VERSION"* ]] || { log "kafka.Kafka --version said '$got', expected $KAFKA_VERSION"; exit 1; }
