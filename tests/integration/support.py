@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from ingestion_observability.event import normalise
 from ingestion_observability.localstack.loki import LokiServer
@@ -59,18 +59,25 @@ def send_events(bootstrap: str, topic: str, records: Iterable[dict[str, Any]]) -
     send_raw(bootstrap, topic, (orjson.dumps(normalise(r)) for r in records))
 
 
-def lag(bootstrap: str, group: str, topic: str) -> int:
-    """Messages of `topic` not yet committed by `group`."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+def _offsets(bootstrap: str, group: str, topic: str) -> tuple[int, int]:
+    """(committed by `group`, end) of `topic`, summed over partitions, read without joining the group."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
     try:
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         ends = consumer.end_offsets(partitions)
-        committed = admin.list_consumer_group_offsets(group)
-        return sum(end - (committed[tp].offset if tp in committed else 0) for tp, end in ends.items())
+        return sum(consumer.committed(tp) or 0 for tp in partitions), sum(ends.values())
     finally:
-        admin.close()
-        consumer.close()
+        consumer.close(autocommit=False)
+
+
+def committed(bootstrap: str, group: str, topic: str) -> int:
+    return _offsets(bootstrap, group, topic)[0]
+
+
+def lag(bootstrap: str, group: str, topic: str) -> int:
+    """Messages of `topic` not yet committed by `group`."""
+    done, end = _offsets(bootstrap, group, topic)
+    return end - done
 
 
 def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 30.0) -> list[Any]:

@@ -32,6 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_common_flags(parser, "topic to consume")
     add_flag(parser, "--group-id", "KAFKA_GROUP_ID", "ingestion-consumer-group", "consumer group")
+    add_flag(
+        parser,
+        "--session-timeout-ms",
+        "KAFKA_SESSION_TIMEOUT_MS",
+        "45000",
+        "a crashed consumer's partitions wait this long before another member takes them",
+        type=int,
+    )
     add_flag(parser, "--dlq-topic", "KAFKA_DLQ_TOPIC", None, "dead-letter topic (default: <topic>.dlq)")
     add_flag(parser, "--loki-url", "LOKI_URL", "http://localhost:3100", "Loki base URL")
     add_flag(parser, "--loki-tenant", "LOKI_TENANT_ID", None, "X-Scope-OrgID for a multi-tenant Loki")
@@ -100,6 +108,7 @@ def config_from(args: argparse.Namespace) -> ConsumerConfig:
         batch_max_bytes=args.batch_max_bytes,
         batch_max_seconds=args.batch_max_seconds,
         max_message_bytes=args.max_message_bytes,
+        session_timeout_ms=args.session_timeout_ms,
     )
 
 

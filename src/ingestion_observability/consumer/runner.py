@@ -52,6 +52,7 @@ class ConsumerConfig:
     max_message_bytes: int = 64 * 1024
     shutdown_seconds: float = 8.0
     lag_interval_seconds: float = 5.0
+    session_timeout_ms: int = 45000  # how long a crashed member holds its partitions
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -79,6 +80,8 @@ class IngestionConsumer:
             auto_offset_reset="earliest",
             max_poll_records=5000,
             request_timeout_ms=15000,
+            session_timeout_ms=config.session_timeout_ms,
+            heartbeat_interval_ms=min(3000, config.session_timeout_ms // 3),
         )
         self._dlq = KafkaProducer(
             bootstrap_servers=servers,
@@ -151,10 +154,11 @@ class IngestionConsumer:
             else:
                 line = value.decode()
             run = parse_event(obj)
-        except (orjson.JSONDecodeError, InvalidRecord, UnicodeDecodeError) as exc:
+        except (orjson.JSONDecodeError, InvalidRecord) as exc:
+            error = f"not valid JSON: {exc}" if isinstance(exc, orjson.JSONDecodeError) else str(exc)
             batch.invalid += 1
             batch.dead_letters.append(
-                DeadLetter(value, message.key, message.topic, message.partition, message.offset, str(exc))
+                DeadLetter(value, message.key, message.topic, message.partition, message.offset, error)
             )
             return
         key = hash(run.key)
