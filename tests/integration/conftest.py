@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import itertools
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from ingestion_observability.localstack.consumer import ConsumerProcess
 from ingestion_observability.localstack.kafka import KafkaBroker
 from ingestion_observability.localstack.loki import LokiServer
+from ingestion_observability.localstack.prometheus import PrometheusServer
+from tests.integration.support import produce, wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+# The committed, generated rules the chart ships: the live tests prove this very file.
+CHART_RULES = REPO / "charts" / "ingestion-observability" / "files" / "rules" / "ingestion-rules.yaml"
 
 _names = itertools.count(1)
 
@@ -37,3 +47,42 @@ def topic(kafka: KafkaBroker) -> str:
 @pytest.fixture
 def logs_dir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+@dataclass
+class Pipeline:
+    kafka: KafkaBroker
+    loki: LokiServer
+    prometheus: PrometheusServer
+    consumer: ConsumerProcess
+    producer_exit: int
+    producer_output: str
+
+
+@pytest.fixture(scope="session")
+def pipeline(
+    kafka: KafkaBroker, loki: LokiServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Pipeline]:
+    """The sample logs.json ingested through the real services, Prometheus loaded with the chart's rules."""
+    work = tmp_path_factory.mktemp("pipeline")
+    topic = "ingestion-logs"
+    kafka.create_topics([topic, f"{topic}.dlq"], partitions=3)
+    with (
+        ConsumerProcess.start(
+            work / "consumer.log", kafka.bootstrap_servers, loki.url, topic=topic
+        ) as consumer,
+        PrometheusServer.start(
+            work / "prometheus",
+            targets=[consumer.target],
+            scrape_interval="1s",
+            evaluation_interval="1s",
+            rule_files=[CHART_RULES],
+        ) as prometheus,
+    ):
+        consumer.wait_ready()
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            exit_code = produce(kafka.bootstrap_servers, topic, "--rebase-time")
+        wait_until(lambda: consumer.total("ingestion_runs_total") == 72, what="72 runs counted")
+        prometheus.wait_for("count(ingestion_runs_total) == 72", timeout=30)
+        yield Pipeline(kafka, loki, prometheus, consumer, exit_code, out.getvalue())

@@ -3,64 +3,16 @@
 from __future__ import annotations
 
 import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import orjson
 import pytest
 
-from ingestion_observability.localstack.consumer import ConsumerProcess
-from ingestion_observability.localstack.kafka import KafkaBroker
-from ingestion_observability.localstack.loki import LokiServer
-from ingestion_observability.localstack.prometheus import PrometheusServer
-from tests.integration.support import loki_lines, produce, wait_until
+from tests.integration.conftest import Pipeline
+from tests.integration.support import loki_lines, wait_until
 
 pytestmark = pytest.mark.integration
 
 TOPIC = "ingestion-logs"
-
-
-@dataclass
-class Pipeline:
-    kafka: KafkaBroker
-    loki: LokiServer
-    prometheus: PrometheusServer
-    consumer: ConsumerProcess
-    producer_exit: int
-    producer_output: str
-
-
-@pytest.fixture(scope="module")
-def pipeline(
-    kafka: KafkaBroker, loki: LokiServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Pipeline]:
-    work = tmp_path_factory.mktemp("pipeline")
-    kafka.create_topics([TOPIC, f"{TOPIC}.dlq"], partitions=3)
-    with (
-        ConsumerProcess.start(
-            work / "consumer.log", kafka.bootstrap_servers, loki.url, topic=TOPIC
-        ) as consumer,
-        PrometheusServer.start(
-            work / "prometheus", targets=[consumer.target], scrape_interval="1s"
-        ) as prometheus,
-    ):
-        consumer.wait_ready()
-        exit_code, output = _run_producer(kafka.bootstrap_servers, work)
-        wait_until(lambda: consumer.total("ingestion_runs_total") == 72, what="72 runs counted")
-        prometheus.wait_for("count(ingestion_runs_total) == 72", timeout=30)
-        yield Pipeline(kafka, loki, prometheus, consumer, exit_code, output)
-
-
-def _run_producer(bootstrap: str, work: Path) -> tuple[int, str]:
-    import contextlib
-    import io
-
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = produce(bootstrap, TOPIC, "--rebase-time")
-    (work / "producer.out").write_text(out.getvalue())
-    return code, out.getvalue()
 
 
 def test_producer_publishes_the_sample(pipeline: Pipeline) -> None:
