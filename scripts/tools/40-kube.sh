@@ -2,18 +2,20 @@
 # Part "kube": a real Kubernetes control plane for the operator and Helm chart tests (like envtest):
 #   bin/kube-apiserver, bin/etcd, bin/helm  built from their Go modules (Go module proxy only),
 #   crds/prometheus-operator/*.yaml         monitoring.coreos.com CRDs from the prometheus-operator Go module,
-#   crds/strimzi/*.yaml                      kafka.strimzi.io CRDs from Strimzi's Maven artifacts.
+#   crds/strimzi/*.yaml                      kafka.strimzi.io CRDs from Strimzi's Maven artifacts (v1 + v1beta2),
+#   crds/strimzi/v1-only/*.yaml              the same with only the v1 API version.
 # Builds happen in $TOOLS_DIR/build (outside the repo); each piece is skipped when its stamp matches.
 set -euo pipefail
 # shellcheck source=common.sh
 source "$(dirname "$0")/common.sh"
 command -v go >/dev/null || export PATH="/usr/local/go/bin:$PATH"
 
-KUBE_VERSION="${KUBE_VERSION:-v1.36.3}"      # k8s.io/kubernetes (newest whose zip the proxy serves); staging: v0.36.3
-ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"      # go.etcd.io/etcd/server/v3 (its package main is the etcd binary); k8s 1.36: 3.6.x
+# The newest versions the module proxy serves here (k8s.io/kubernetes zips stop at v1.36.3; v1.37.x are refused).
+KUBE_VERSION="${KUBE_VERSION:-v1.36.3}"      # k8s.io/kubernetes; its staging modules: k8s.io/*@v0.36.3
+ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"      # go.etcd.io/etcd/server/v3 (package main = etcd); k8s 1.36 uses 3.6
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"      # helm.sh/helm/v3
 PROMOP_VERSION="${PROMOP_VERSION:-v0.94.1}"  # github.com/prometheus-operator/prometheus-operator
-STRIMZI_VERSION="${STRIMZI_VERSION:-0.51.0}" # io.strimzi:api (Maven)
+STRIMZI_VERSION="${STRIMZI_VERSION:-0.51.0}" # io.strimzi:api test-jar (Maven Central); v1 API since 0.49
 
 BUILD="$TOOLS_DIR/build"
 CRDS="$TOOLS_DIR/crds"
@@ -51,7 +53,7 @@ wrapper_module() {
   gomod="$(moddl "$module@$version" GoMod)"
   (
     cd "$dir"
-    go mod init "ingestion-observability.tools/$(basename "$dir")" 2>/dev/null
+    go mod init "ingestion-observability.tools/$(basename "$dir")" >/dev/null 2>&1
     go mod edit -require="$module@$version"
     go mod edit -json "$gomod" | jq -r '
       [.Require[]?.Path] as $required
@@ -65,7 +67,7 @@ wrapper_module() {
 }
 
 build_kube_apiserver() {
-  local dir="$BUILD/kube-apiserver" minor patch ldflags="-s -w" pkg
+  local dir="$BUILD/kube-apiserver" minor ldflags="-s -w" pkg
   wrapper_module "$dir" k8s.io/kubernetes "$KUBE_VERSION" "v0.${KUBE_VERSION#v1.}"
   minor="${KUBE_VERSION#v1.}"; minor="${minor%%.*}"
   # The version kubernetes' own build stamps in (hack/lib/version.sh): /version, `--version`, Helm's kubeVersion.
@@ -108,8 +110,24 @@ prometheus_operator_crds() {
   echo "$PROMOP_VERSION" >"$out/.version"
 }
 
+# Strimzi's crd-generator is not published past 0.45.0 and its `api` jar holds no YAML, but the api module's
+# test-jar (io.strimzi:api:V:jar:tests) carries the CRDs its build generated with that very release's
+# generator: crds/v1beta2/ = v1 and v1beta2 served, v1beta2 stored (the flags of the released install files,
+# descriptions left out), crds/v1/ = v1 only. The first set is what a Strimzi V cluster serves.
 strimzi_crds() {
-  :
+  local dir="$BUILD/strimzi" out="$CRDS/strimzi" jar
+  rm -rf "$dir" "$out"
+  mkdir -p "$dir" "$out"
+  if ! mvn -B dependency:copy -Dartifact="io.strimzi:api:$STRIMZI_VERSION:jar:tests" \
+    -DoutputDirectory="$dir" >"$dir/mvn.log" 2>&1; then
+    cat "$dir/mvn.log" >&2
+    return 1
+  fi
+  jar="$dir/api-$STRIMZI_VERSION-tests.jar"
+  unzip -q -j "$jar" 'crds/v1beta2/*.yaml' -d "$out"
+  mkdir -p "$out/v1-only"
+  unzip -q -j "$jar" 'crds/v1/*.yaml' -d "$out/v1-only"
+  echo "$STRIMZI_VERSION" >"$out/.version"
 }
 
 if have kube-apiserver "$KUBE_VERSION"; then
