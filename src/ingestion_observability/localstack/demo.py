@@ -28,8 +28,13 @@ from ingestion_observability.localstack.loki import LokiServer
 from ingestion_observability.localstack.process import http_ok, port_open
 from ingestion_observability.localstack.prometheus import PrometheusServer
 from ingestion_observability.producer import cli as producer_cli
-from ingestion_observability.render.config import RenderConfig
-from ingestion_observability.render.rules import render_rules
+from ingestion_observability.render import (
+    RenderConfig,
+    dashboard_queries,
+    render_dashboard,
+    render_rules,
+    substitute,
+)
 
 TOPIC = "ingestion-logs"
 STOP_ORDER = ("consumer", "prometheus", "loki", "kafka")  # drain first, storage last
@@ -47,13 +52,18 @@ def _read_pids(work: Path) -> dict[str, int]:
 
 
 def _alive(pid: int) -> bool:
+    """Running, and not a zombie (a stopped child of a still-running parent is not reaped yet)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
         return False
-    except PermissionError:
+    except OSError:  # no procfs: ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
         return True
-    return True
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _query(prometheus_url: str, promql: str) -> list[dict[str, Any]]:
@@ -135,7 +145,7 @@ def up(args: argparse.Namespace) -> int:
         print(f"Prometheus n'a pas vu les 72 exécutions : voir {work}/consumer.log")
         return 1
     _wait(lambda: bool(_query(urls["Prometheus"], 'ALERTS{alertstate="firing"}')), 30)
-    print(summary(urls["Prometheus"]))
+    print(summary(urls))
     print("\nAccès :")
     for name, url in urls.items():
         print(f"  {name:<11} {url}")
@@ -144,23 +154,39 @@ def up(args: argparse.Namespace) -> int:
     return 0
 
 
-def summary(prometheus_url: str) -> str:
-    q = prometheus_url
-    success = _scalar(q, 'sum(ingestion_runs_total{etat="SUCCESS"})') or 0
-    failed = _scalar(q, 'sum(ingestion_runs_total{etat="FAILED"})') or 0
-    total = success + failed
-    p95 = _scalar(q, "histogram_quantile(0.95, sum by (le) (ingestion_duration_seconds_bucket))")
-    max_memory = _scalar(q, "histogram_quantile(1, sum by (le) (ingestion_memory_usage_bytes_bucket))")
+# The summary shows what the dashboard's overview stats show: the same queries, from the same library.
+OVERVIEW = {q.panel: q for q in dashboard_queries(render_dashboard(RenderConfig()))}
+
+
+def _stat(urls: dict[str, str], panel: str) -> float | None:
+    query = OVERVIEW[panel]
+    expr = substitute(query.expr)
+    if query.datasource == "prometheus":
+        return _scalar(urls["Prometheus"], expr)
+    params = urllib.parse.urlencode({"query": expr})
+    with urllib.request.urlopen(f"{urls['Loki']}/loki/api/v1/query?{params}", timeout=10) as resp:
+        result = json.load(resp)["data"]["result"]
+    return float(result[0]["value"][1]) if result else None
+
+
+def _fmt(value: float | None, pattern: str) -> str:
+    return "n/a" if value is None else pattern.format(value)
+
+
+def summary(urls: dict[str, str]) -> str:
+    q = urls["Prometheus"]
+    success, failed, ratio, p95, memory = (
+        _stat(urls, panel)
+        for panel in ("Succès", "Échecs", "Taux d'échec (%)", "p95 durée (s)", "Max mémoire (MB)")
+    )
     lines = [
         "",
         "Résumé de l'ingestion",
-        f"  Succès          {success:.0f}",
-        f"  Échecs          {failed:.0f}",
-        f"  Taux d'échec    {100 * failed / total if total else 0:.2f} %",
-        f"  p95 durée       {p95:.2f} s" if p95 is not None else "  p95 durée       n/a",
-        f"  Max mémoire     ≤ {max_memory / 2**20:.0f} MB (borne du bucket)"
-        if max_memory
-        else "  Max mémoire     n/a",
+        f"  Succès          {_fmt(success, '{:.0f}')}",
+        f"  Échecs          {_fmt(failed, '{:.0f}')}",
+        f"  Taux d'échec    {_fmt(ratio, '{:.2%}')}",
+        f"  p95 durée       {_fmt(p95, '{:.2f} s')}",
+        f"  Max mémoire     {_fmt(None if memory is None else memory / 2**20, '{:.1f} MB')}",
         "",
         "Exécutions par source",
     ]
