@@ -1,0 +1,114 @@
+"""The objects generated for one IngestionSource: their names, labels, annotations and content.
+
+Pure: no ownership here (the handlers `kopf.adopt` them), so `ingestion-operator render` prints the very
+same objects for GitOps, minus the owner reference.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ingestion_observability.render import render_dashboard, render_rules
+from ingestion_operator.settings import ChildSettings
+from ingestion_operator.spec import SourceSpec
+
+GROUP = "observability.ingestion.dev"
+VERSION = "v1alpha1"
+KIND = "IngestionSource"
+PLURAL = "ingestionsources"
+MANAGED_BY = "ingestion-operator"
+SOURCE_ANNOTATION = f"{GROUP}/source"  # the source name, which may not fit a label value
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+INSTANCE_LABEL = "app.kubernetes.io/instance"
+
+
+@dataclass(frozen=True)
+class Kind:
+    api_version: str
+    kind: str
+    plural: str
+
+    @property
+    def group(self) -> str:
+        return self.api_version.rpartition("/")[0]
+
+    @property
+    def version(self) -> str:
+        return self.api_version.rpartition("/")[2]
+
+
+PROMETHEUS_RULE = Kind("monitoring.coreos.com/v1", "PrometheusRule", "prometheusrules")
+CONFIG_MAP = Kind("v1", "ConfigMap", "configmaps")
+KINDS = {kind.kind: kind for kind in (PROMETHEUS_RULE, CONFIG_MAP)}
+
+
+def rule_name(name: str) -> str:
+    return f"ingestion-{name}"
+
+
+def dashboard_name(name: str) -> str:
+    return f"ingestion-dashboard-{name}"
+
+
+@dataclass(frozen=True)
+class Children:
+    rule: dict[str, Any]
+    dashboard: dict[str, Any] | None  # None: spec.dashboard.enabled is false
+
+    @property
+    def objects(self) -> list[dict[str, Any]]:
+        return [self.rule] if self.dashboard is None else [self.rule, self.dashboard]
+
+    @property
+    def alerts(self) -> int:
+        return sum("alert" in rule for group in self.rule["spec"]["groups"] for rule in group["rules"])
+
+
+def build(name: str, namespace: str | None, source: SourceSpec, settings: ChildSettings) -> Children:
+    """The desired children of the IngestionSource `namespace/name`."""
+    config = source.config
+    annotations = {SOURCE_ANNOTATION: config.source or ""}
+    rule = _object(
+        PROMETHEUS_RULE,
+        rule_name(name),
+        namespace,
+        labels={**_labels(name, "alert-rules"), "release": settings.release},
+        annotations=annotations,
+    )
+    rule["spec"] = {"groups": render_rules(config)["groups"]}
+    if not source.dashboard:
+        return Children(rule=rule, dashboard=None)
+    dashboard = _object(
+        CONFIG_MAP,
+        dashboard_name(name),
+        namespace,
+        labels={**_labels(name, "dashboard"), settings.dashboard_label: settings.dashboard_label_value},
+        annotations={**annotations, settings.folder_annotation: source.folder or settings.default_folder},
+    )
+    # Compact: a dashboard grows by ~9 kB per objet and a ConfigMap holds at most 1 MiB.
+    dashboard["data"] = {
+        f"{name}.json": json.dumps(render_dashboard(config), ensure_ascii=False, separators=(",", ":"))
+    }
+    return Children(rule=rule, dashboard=dashboard)
+
+
+def _labels(name: str, component: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "ingestion-observability",
+        "app.kubernetes.io/part-of": "ingestion-observability",
+        "app.kubernetes.io/component": component,
+        INSTANCE_LABEL: name,
+        MANAGED_BY_LABEL: MANAGED_BY,
+    }
+
+
+def _object(
+    kind: Kind, name: str, namespace: str | None, labels: dict[str, str], annotations: dict[str, str]
+) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": name}
+    if namespace is not None:
+        metadata["namespace"] = namespace
+    metadata |= {"labels": labels, "annotations": annotations}
+    return {"apiVersion": kind.api_version, "kind": kind.kind, "metadata": metadata}

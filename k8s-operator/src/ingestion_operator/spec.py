@@ -1,0 +1,159 @@
+"""An `IngestionSource` spec (camelCase, as the CRD defines it) → the render library's `RenderConfig`.
+
+`FIELDS` is the whole mapping: each CRD field, the render config path it fills and how its value is
+converted. Fields absent from the spec keep the operator's defaults (the render config read from
+`--defaults`, else the library's defaults, which the CRD schema's defaults equal); routing labels add
+to the defaults' routing labels. Validation is the
+library's: its `ConfigError` paths are translated back to CRD paths for the status message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ingestion_observability.render import ConfigError, RenderConfig, config_from_mapping
+from ingestion_observability.render.config import duration_seconds
+
+
+def _minutes(value: object) -> str:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConfigError(f"expected an integer, got {value!r}")
+    return f"{value}m"
+
+
+def _percent(value: object) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise ConfigError(f"expected a number, got {value!r}")
+    return value / 100
+
+
+def _same(value: object) -> object:
+    return value
+
+
+@dataclass(frozen=True)
+class Field:
+    spec: str  # dotted path under `spec`
+    render: str  # dotted path in the render config mapping (config_from_mapping's keys)
+    convert: Callable[[object], object] = _same
+
+
+FIELDS = (
+    Field("source", "source"),
+    Field("entreprise", "entreprise"),
+    Field("zone", "zone"),
+    Field("objets", "objets"),
+    Field("schedule.silenceAfterMinutes", "thresholds.silence", _minutes),
+    Field("alerts.failureRatePercent", "thresholds.failure_ratio", _percent),
+    Field("alerts.failureRateWindow", "thresholds.failure_ratio_window"),
+    Field("alerts.minRuns", "thresholds.min_runs"),
+    Field("alerts.latencyBaselineSeconds", "thresholds.latency_baseline_seconds"),
+    Field("alerts.latencyFactor", "thresholds.latency_factor"),
+    Field("alerts.memoryMaxMB", "thresholds.memory_p95_mb"),
+    Field("alerts.cpuMaxSeconds", "thresholds.cpu_p95_seconds"),
+    Field("alerts.errorBurst.count", "error_burst.count"),
+    Field("alerts.errorBurst.window", "error_burst.window"),
+    Field("slo.successRatio", "slo.success_ratio"),
+    Field("slo.window", "slo.window"),
+    Field("routing.labels", "routing_labels"),
+)
+# Spec fields that are not render config: the schema checks expectedEveryMinutes against the silence
+# threshold; the dashboard ones decide the ConfigMap.
+OTHER_FIELDS = ("schedule.expectedEveryMinutes", "dashboard.enabled", "dashboard.folder")
+# Render config sections, for error messages about a whole section.
+_SECTIONS = {"slo": "slo", "error_burst": "alerts.errorBurst"}
+_UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    config: RenderConfig
+    dashboard: bool
+    folder: str | None  # None: the operator's default folder
+
+
+def parse(spec: Mapping[str, Any], defaults: RenderConfig) -> SourceSpec:
+    """The render config and dashboard options of a spec; ConfigError (with a `spec.` path) if invalid."""
+    _reject_unknown(spec, "")
+    if "source" not in spec:  # without it, the library would render for every source
+        raise ConfigError("spec.source: required")
+    data = dataclasses.asdict(defaults)
+    for field in FIELDS:
+        value = _get(spec, field.spec)
+        if value is None:
+            continue
+        try:
+            converted = field.convert(value)
+        except ConfigError as exc:
+            raise ConfigError(f"spec.{field.spec}: {exc}") from None
+        _set(data, field.render, converted)
+    _cover_silence(data["thresholds"])
+    try:
+        config = config_from_mapping(data)
+    except ConfigError as exc:
+        raise ConfigError(_crd_path(str(exc))) from None
+    enabled = _get(spec, "dashboard.enabled")
+    folder = _get(spec, "dashboard.folder")
+    if not isinstance(enabled, bool | None) or not isinstance(folder, str | None):
+        raise ConfigError("spec.dashboard: enabled must be a boolean and folder a string")
+    return SourceSpec(config=config, dashboard=enabled is not False, folder=folder)
+
+
+def _cover_silence(thresholds: dict[str, Any]) -> None:
+    """Keep remembering a source at least twice its silence threshold: a source that runs daily may set
+    silenceAfterMinutes beyond the default lookback (1d), and the alert needs the lookback to be longer."""
+    silence = duration_seconds(thresholds["silence"])
+    if duration_seconds(thresholds["silence_lookback"]) <= silence:
+        lookback = 2 * silence
+        unit, seconds = next((unit, seconds) for unit, seconds in _UNITS if lookback % seconds == 0)
+        thresholds["silence_lookback"] = f"{lookback // seconds}{unit}"
+
+
+def _get(spec: Mapping[str, Any], path: str) -> Any:
+    node: Any = spec
+    for key in path.split("."):
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(key)
+    return node
+
+
+def _set(data: dict[str, Any], path: str, value: object) -> None:
+    *parents, last = path.split(".")
+    node = data
+    for key in parents:
+        if node.get(key) is None:  # e.g. no SLO in the defaults
+            node[key] = {}
+        node = node[key]
+    current = node.get(last)
+    # Mappings add up: the defaults' routing labels (e.g. cluster) plus the source's (e.g. team).
+    node[last] = {**current, **value} if isinstance(current, dict) and isinstance(value, dict) else value
+
+
+_KNOWN = tuple(field.spec for field in FIELDS) + OTHER_FIELDS
+
+
+def _reject_unknown(node: Mapping[str, Any], prefix: str) -> None:
+    """The API server prunes unknown fields; a spec rendered offline (GitOps) must not hide a typo."""
+    for key, value in node.items():
+        path = f"{prefix}{key}"
+        if path in _KNOWN:
+            continue
+        if not any(known.startswith(f"{path}.") for known in _KNOWN):
+            raise ConfigError(f"spec.{path}: unknown field")
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"spec.{path}: expected an object, got {type(value).__name__}")
+        _reject_unknown(value, f"{path}.")
+
+
+def _crd_path(message: str) -> str:
+    """`thresholds.failure_ratio: ...` → `spec.alerts.failureRatePercent: ...` (longest known prefix)."""
+    path, sep, rest = message.partition(":")
+    prefixes = {field.render: field.spec for field in FIELDS} | _SECTIONS
+    for render in sorted(prefixes, key=len, reverse=True):
+        if path == render or path.startswith(f"{render}.") or path.startswith(f"{render}["):
+            return f"spec.{prefixes[render]}{path[len(render) :]}{sep}{rest}"
+    return f"spec: {message}"
