@@ -1,13 +1,16 @@
-"""Shared by the operator tests: the CRD, the examples, and IngestionSource objects."""
+"""Shared by the operator tests: the CRD, the examples, IngestionSource objects, an in-memory API."""
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ingestion_operator.children import GROUP, KIND, VERSION
+from ingestion_operator.apply import ApplyError
+from ingestion_operator.children import API_VERSION, KIND, Kind
 
 ROOT = Path(__file__).parents[2]
 CRD_FILE = ROOT / "charts/ingestion-observability/crds/ingestionsources.observability.ingestion.dev.yaml"
@@ -28,7 +31,7 @@ def source(name: str, spec: dict[str, Any], namespace: str | None = None) -> dic
     metadata: dict[str, Any] = {"name": name}
     if namespace is not None:
         metadata["namespace"] = namespace
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "metadata": metadata, "spec": spec}
+    return {"apiVersion": API_VERSION, "kind": KIND, "metadata": metadata, "spec": spec}
 
 
 def with_schema_defaults(value: Any, schema: dict[str, Any]) -> Any:
@@ -43,3 +46,51 @@ def with_schema_defaults(value: Any, schema: dict[str, Any]) -> Any:
         if name in result:
             result[name] = with_schema_defaults(result[name], prop)
     return result
+
+
+class FakeApi:
+    """Stores objects like the API server does (uid, resourceVersion) and records every write."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.writes: list[str] = []
+        self.version = 0
+        self.create_race: dict[str, Any] | None = None  # created by "someone else" just before our create
+        self.replace_race: dict[str, Any] | None = None  # written by "someone else" just before our replace
+
+    def _store(self, kind: Kind, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        self.version += 1
+        stored = copy.deepcopy(dict(body))
+        stored["metadata"].setdefault("uid", f"child-{self.version}")
+        stored["metadata"]["resourceVersion"] = str(self.version)
+        self.objects[(kind.kind, namespace, stored["metadata"]["name"])] = stored
+        return copy.deepcopy(stored)
+
+    def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
+        found = self.objects.get((kind.kind, namespace, name))
+        return copy.deepcopy(found)
+
+    def create(self, kind: Kind, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        if self.create_race is not None:
+            self._store(kind, namespace, self.create_race)
+            self.create_race = None
+        if (kind.kind, namespace, body["metadata"]["name"]) in self.objects:
+            raise ApplyError("already exists", reason="AlreadyExists", retryable=True)
+        self.writes.append("create")
+        return self._store(kind, namespace, body)
+
+    def replace(self, kind: Kind, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        if self.replace_race is not None:
+            self._store(kind, namespace, self.replace_race)
+            self.replace_race = None
+        live = self.objects[(kind.kind, namespace, body["metadata"]["name"])]
+        if body["metadata"]["resourceVersion"] != live["metadata"]["resourceVersion"]:
+            raise ApplyError("conflict", reason="Conflict", retryable=True)
+        self.writes.append("replace")
+        return self._store(kind, namespace, body)
+
+    def delete(self, kind: Kind, namespace: str, name: str, uid: str, resource_version: str) -> None:
+        live = self.objects[(kind.kind, namespace, name)]
+        assert (live["metadata"]["uid"], live["metadata"]["resourceVersion"]) == (uid, resource_version)
+        self.writes.append("delete")
+        del self.objects[(kind.kind, namespace, name)]

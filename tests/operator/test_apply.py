@@ -1,63 +1,19 @@
 """Idempotent apply against an in-memory API: writes only on drift, others' metadata kept, strangers left
-alone. (The integration tests run the same against a real API server.)"""
+alone, lost races judged again. (The integration tests run the same against a real API server.)"""
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
-from ingestion_operator.apply import ApplyError, NotOwnedError, Outcome, ensure, ensure_absent, merged
-from ingestion_operator.children import CONFIG_MAP, PROMETHEUS_RULE, Kind
+from ingestion_operator.apply import NotOwnedError, Outcome, ensure, ensure_absent, merged
+from ingestion_operator.children import CONFIG_MAP, PROMETHEUS_RULE
+from tests.operator.support import FakeApi
 
 OWNER = {"apiVersion": "observability.ingestion.dev/v1alpha1", "kind": "IngestionSource", "name": "s",
          "uid": "uid-1", "controller": True, "blockOwnerDeletion": True}  # fmt: skip
-
-
-class FakeApi:
-    """Stores objects like the API server does (uid, resourceVersion) and records every write."""
-
-    def __init__(self) -> None:
-        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
-        self.writes: list[str] = []
-        self.version = 0
-        self.create_race: dict[str, Any] | None = None  # created by "someone else" just before our create
-
-    def _store(self, kind: Kind, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        self.version += 1
-        stored = copy.deepcopy(dict(body))
-        stored["metadata"].setdefault("uid", f"child-{self.version}")
-        stored["metadata"]["resourceVersion"] = str(self.version)
-        self.objects[(kind.kind, namespace, stored["metadata"]["name"])] = stored
-        return copy.deepcopy(stored)
-
-    def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
-        found = self.objects.get((kind.kind, namespace, name))
-        return copy.deepcopy(found)
-
-    def create(self, kind: Kind, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        if self.create_race is not None:
-            self._store(kind, namespace, self.create_race)
-            self.create_race = None
-        if (kind.kind, namespace, body["metadata"]["name"]) in self.objects:
-            raise ApplyError("already exists", reason="AlreadyExists", retryable=True)
-        self.writes.append("create")
-        return self._store(kind, namespace, body)
-
-    def replace(self, kind: Kind, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        live = self.objects[(kind.kind, namespace, body["metadata"]["name"])]
-        if body["metadata"]["resourceVersion"] != live["metadata"]["resourceVersion"]:
-            raise ApplyError("conflict", reason="Conflict", retryable=True)
-        self.writes.append("replace")
-        return self._store(kind, namespace, body)
-
-    def delete(self, kind: Kind, namespace: str, name: str, uid: str, resource_version: str) -> None:
-        live = self.objects[(kind.kind, namespace, name)]
-        assert (live["metadata"]["uid"], live["metadata"]["resourceVersion"]) == (uid, resource_version)
-        self.writes.append("delete")
-        del self.objects[(kind.kind, namespace, name)]
 
 
 def config_map(data: str = "{}", **labels: str) -> dict[str, Any]:
@@ -132,6 +88,17 @@ def test_created_meanwhile_is_judged_not_overwritten_blindly() -> None:
     api.create_race = config_map()
     assert ensure(api, config_map()) is Outcome.UNCHANGED
     assert api.writes == []
+
+
+def test_concurrent_write_is_judged_again() -> None:
+    api = FakeApi()
+    ensure(api, config_map("{}"))
+    live = api.objects[("ConfigMap", "ns", "ingestion-dashboard-s")]
+    api.replace_race = {**copy.deepcopy(live), "data": {"s.json": '{"v": 2}'}}  # the other writer's result
+    assert ensure(api, config_map('{"v": 2}')) is Outcome.UNCHANGED
+    api.replace_race = {**copy.deepcopy(live), "data": {"s.json": '{"v": 3}'}}
+    assert ensure(api, config_map('{"v": 4}')) is Outcome.UPDATED
+    assert api.objects[("ConfigMap", "ns", "ingestion-dashboard-s")]["data"] == {"s.json": '{"v": 4}'}
 
 
 def test_recreated_owner_takes_over() -> None:

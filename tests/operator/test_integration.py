@@ -17,7 +17,7 @@ import yaml
 
 from ingestion_observability.localstack.kube import KubeApiError, KubeControlPlane
 from ingestion_observability.render import RenderConfig, render_dashboard, render_rules
-from ingestion_operator.children import GROUP, PLURAL, VERSION, Children, build
+from ingestion_operator.children import API_VERSION, GROUP, PLURAL, VERSION, Children, build
 from ingestion_operator.settings import ChildSettings
 from ingestion_operator.spec import parse
 from tests.operator.conftest import BENCH_NAMESPACE, NAMESPACE, RESYNC_SECONDS, running_operator
@@ -127,7 +127,7 @@ def test_example_becomes_children(kube: KubeControlPlane) -> None:
     )
     assert rule is not None and config_map is not None
     owner = {
-        "apiVersion": f"{GROUP}/{VERSION}",
+        "apiVersion": API_VERSION,
         "kind": "IngestionSource",
         "name": "efficy",
         "uid": live["metadata"]["uid"],

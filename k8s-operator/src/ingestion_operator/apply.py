@@ -2,8 +2,8 @@
 
 "Differs" is judged on what the operator owns: its labels and annotations (others' are kept), the
 owner reference, and the whole content (a PrometheusRule's `spec`, a ConfigMap's `data`: a hand edit
-anywhere in it is drift). A drifted object is replaced with its resourceVersion, so a concurrent writer
-makes the replace fail (409) instead of being overwritten unseen.
+anywhere in it is drift). A drifted object is replaced with its resourceVersion, so a concurrent write
+makes the replace fail (409 Conflict) instead of being overwritten unseen; the object is then judged again.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from ingestion_operator.children import KINDS, MANAGED_BY, MANAGED_BY_LABEL, Kind
 
 _SERVER_KEYS = frozenset({"apiVersion", "kind", "metadata", "status"})
+RACE_ATTEMPTS = 3  # reads and judgements of one object before a lost race is an error
 
 
 class Outcome(enum.StrEnum):
@@ -55,20 +56,26 @@ class ChildApi(Protocol):
 
 
 def ensure(api: ChildApi, desired: Mapping[str, Any]) -> Outcome:
-    """Create `desired` (adopted: namespace and owner reference set) or bring the live object to it."""
+    """Create `desired` (adopted: namespace and owner reference set) or bring the live object to it.
+
+    The child watch and a reconcile of the same source may write at once: an object created or changed
+    meanwhile (AlreadyExists, Conflict) is read and judged again rather than reported as a failure.
+    """
+    for _ in range(RACE_ATTEMPTS - 1):
+        try:
+            return _ensure_once(api, desired)
+        except ApplyError as exc:
+            if exc.reason not in ("AlreadyExists", "Conflict"):
+                raise
+    return _ensure_once(api, desired)
+
+
+def _ensure_once(api: ChildApi, desired: Mapping[str, Any]) -> Outcome:
     kind, meta = KINDS[desired["kind"]], desired["metadata"]
     live = api.get(kind, meta["namespace"], meta["name"])
     if live is None:
-        try:
-            api.create(kind, meta["namespace"], desired)
-            return Outcome.CREATED
-        except ApplyError as exc:
-            if exc.reason != "AlreadyExists":
-                raise
-            # Created meanwhile (a drift repair racing a reconcile): judge that object instead.
-            live = api.get(kind, meta["namespace"], meta["name"])
-            if live is None:
-                raise
+        api.create(kind, meta["namespace"], desired)
+        return Outcome.CREATED
     _check_owned(live, desired)
     body = merged(live, desired)
     if body == live:

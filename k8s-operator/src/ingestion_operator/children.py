@@ -17,6 +17,7 @@ from ingestion_operator.spec import SourceSpec
 GROUP = "observability.ingestion.dev"
 VERSION = "v1alpha1"
 KIND = "IngestionSource"
+API_VERSION = f"{GROUP}/{VERSION}"
 PLURAL = "ingestionsources"
 MANAGED_BY = "ingestion-operator"
 SOURCE_ANNOTATION = f"{GROUP}/source"  # the source name, which may not fit a label value

@@ -16,7 +16,7 @@ import yaml
 from ingestion_observability.render import ConfigError
 from ingestion_observability.settings import add_flag
 from ingestion_operator import children, handlers, spec
-from ingestion_operator.children import GROUP, KIND, VERSION
+from ingestion_operator.children import API_VERSION, KIND
 from ingestion_operator.client import KubeClient, load_client
 from ingestion_operator.settings import (
     ChildSettings,
@@ -63,11 +63,8 @@ def render(sources: Iterable[Any], settings: ChildSettings) -> str:
     for doc in sources:
         if doc is None:
             continue
-        if not isinstance(doc, dict) or (doc.get("apiVersion"), doc.get("kind")) != (
-            f"{GROUP}/{VERSION}",
-            KIND,
-        ):
-            raise ConfigError(f"expected {KIND} objects of {GROUP}/{VERSION}, got {_describe(doc)}")
+        if not isinstance(doc, dict) or doc.get("apiVersion") != API_VERSION or doc.get("kind") != KIND:
+            raise ConfigError(f"expected {KIND} objects of {API_VERSION}, got {_describe(doc)}")
         metadata = doc.get("metadata") or {}
         name = metadata.get("name")
         if not isinstance(name, str) or not name:

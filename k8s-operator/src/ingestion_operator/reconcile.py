@@ -47,7 +47,7 @@ def reconcile(api: ChildApi, settings: ChildSettings, owner: kopf.Body) -> Resul
             if apply.ensure_absent(api, kind, namespace, config_map, owner.meta["uid"]) is Outcome.DELETED:
                 changes.append(f"ConfigMap {config_map} {Outcome.DELETED}")
     except ApplyError as exc:
-        reason = "NotOwned" if isinstance(exc, NotOwnedError) else "ApplyFailed"
+        reason = exc.reason if isinstance(exc, NotOwnedError) else "ApplyFailed"
         return Result(Observed(generation, False, reason, str(exc)), tuple(changes), exc)
     rule = wanted.rule["metadata"]["name"]
     dashboard = None if wanted.dashboard is None else wanted.dashboard["metadata"]["name"]

@@ -3,8 +3,8 @@
 `FIELDS` is the whole mapping: each CRD field, the render config path it fills and how its value is
 converted. Fields absent from the spec keep the operator's defaults (the render config read from
 `--defaults`, else the library's defaults, which the CRD schema's defaults equal); routing labels add
-to the defaults' routing labels. Validation is the
-library's: its `ConfigError` paths are translated back to CRD paths for the status message.
+to the defaults' routing labels. Validation is the library's: its `ConfigError` paths are translated
+back to CRD paths for the status message.
 """
 
 from __future__ import annotations
