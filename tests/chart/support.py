@@ -16,12 +16,14 @@ import shutil
 import subprocess
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 import yaml
 
-from ingestion_observability.localstack.tools import binary, tools_dir
+from ingestion_observability.localstack.kube import crd_files as kube_crd_files
+from ingestion_observability.localstack.kube import load_manifests
+from ingestion_observability.localstack.tools import binary
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "ingestion-observability"
@@ -196,34 +198,9 @@ def env_of(container: Mapping[str, Any]) -> dict[str, Any]:
 # --- schemas of custom resources ------------------------------------------------------------------------
 
 
-class _YamlLoader(yaml.SafeLoader):
-    """SafeLoader reading a plain `=` as the string "=" (YAML 1.1's value tag, which PyYAML cannot construct;
-    prometheus-operator's CRDs list it among label-matcher operators)."""
-
-
-_YamlLoader.add_constructor(
-    "tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(cast(yaml.ScalarNode, node))
-)
-
-
-def load_yaml_documents(path: Path) -> list[Any]:
-    return list(yaml.load_all(path.read_text(), Loader=_YamlLoader))
-
-
 def crd_files() -> list[Path]:
     """Every CRD the chart's objects need: prometheus-operator's, Strimzi's (the tools cache) and ours."""
-    files: list[Path] = []
-    for name in ("prometheus-operator", "strimzi"):
-        found = sorted((tools_dir() / "crds" / name).glob("*.yaml"))
-        if not found:
-            from ingestion_observability.localstack.tools import ToolMissingError
-
-            raise ToolMissingError(
-                f"no CRDs in {tools_dir() / 'crds' / name}: run `bash scripts/tools.sh kube`"
-            )
-        files += found
-    files += sorted((CHART / "crds").glob("*.yaml"))
-    return files
+    return [*kube_crd_files("prometheus-operator", "strimzi"), *sorted((CHART / "crds").glob("*.yaml"))]
 
 
 def _to_json_schema(node: Any) -> Any:
@@ -262,7 +239,7 @@ def crd_schemas(files: Iterable[Path] | None = None) -> dict[tuple[str, str], di
     """(apiVersion, kind) → JSON schema of every served version of the CRDs in `files`."""
     schemas: dict[tuple[str, str], dict[str, Any]] = {}
     for file in crd_files() if files is None else files:
-        for doc in load_yaml_documents(file):
+        for doc in load_manifests(file.read_text()):
             if not isinstance(doc, dict) or doc.get("kind") != "CustomResourceDefinition":
                 continue
             spec = doc["spec"]

@@ -4,7 +4,6 @@ they must; the operator's RBAC allows what it does and nothing else (asked throu
 
 from __future__ import annotations
 
-import json
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ import yaml
 from ingestion_observability.localstack.kube import KubeApiError, KubeControlPlane
 
 from .conftest import FULL_OVERRIDES, KIND_VALUES
-from .support import Manifest, crd_files, load_yaml_documents, parse_manifests, run_helm, values_args
+from .support import Manifest, crd_files, parse_manifests, run_helm, values_args
 
 pytestmark = pytest.mark.integration
 
@@ -99,13 +98,7 @@ class Cluster:
 def cluster(tmp_path_factory: pytest.TempPathFactory, chart_copy: Path, helm_home: Path) -> Iterator[Cluster]:
     work = tmp_path_factory.mktemp("kube")
     with KubeControlPlane.start(work / "plane") as plane:
-        # As JSON: PyYAML cannot read a bare `=` in prometheus-operator's CRDs (YAML 1.1's value tag).
-        crds = work / "crds"
-        crds.mkdir()
-        for i, file in enumerate(crd_files()):
-            docs = [d for d in load_yaml_documents(file) if isinstance(d, dict)]
-            (crds / f"{i:03d}.json").write_text("\n---\n".join(json.dumps(d) for d in docs))
-        plane.apply_crds(sorted(crds.glob("*.json")))
+        plane.apply_crds(crd_files())
         for namespace in ("team-a", "ingestion"):
             plane.create(
                 "/api/v1/namespaces",
@@ -187,7 +180,10 @@ def test_upgrade_keeps_the_grafana_password_and_the_finished_producer_job(cluste
     """Default values (the stand-in subcharts enabled): the Secret's password survives upgrades (lookup),
     an unchanged producer Job is left alone, a changed one is replaced (never patched: its template is
     immutable)."""
-    cluster.install("install", "prod", "prod", (), ())
+    notes = cluster.install("install", "prod", "prod", (), ())
+    assert "kubectl -n prod port-forward svc/prod-grafana 3000:80" in notes
+    assert "get secret prod-grafana-admin -o jsonpath='{.data.admin-password}'" in notes
+    assert "kubectl -n prod port-forward svc/prometheus-operated 9090:9090" in notes
     secret_path = "/api/v1/namespaces/prod/secrets/prod-grafana-admin"
     password = cluster.plane.get(secret_path)["data"]["admin-password"]
     jobs_path = "/apis/batch/v1/namespaces/prod/jobs"

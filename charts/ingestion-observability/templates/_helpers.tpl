@@ -126,6 +126,12 @@ fullname rule: just the release name when it contains "loki"; loki.fullnameOverr
 {{- end -}}
 {{- end -}}
 
+{{/* "true" when kube-prometheus-stack deploys Grafana (its grafana.enabled defaults to true), else "". */}}
+{{- define "ingestion-observability.grafanaEnabled" -}}
+{{- $kps := index .Values "kube-prometheus-stack" -}}
+{{- if and $kps.enabled (ne (toString (dig "grafana" "enabled" true $kps)) "false") -}}true{{- end -}}
+{{- end -}}
+
 {{/* The Secret holding Grafana's admin credentials (kube-prometheus-stack.grafana.admin.existingSecret). */}}
 {{- define "ingestion-observability.grafanaAdminSecretName" -}}
 {{- printf "%s-grafana-admin" .Release.Name | trunc 63 | trimSuffix "-" -}}
