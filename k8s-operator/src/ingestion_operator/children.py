@@ -1,6 +1,6 @@
 """The objects generated for one IngestionSource: their names, labels, annotations and content.
 
-Pure: no ownership here (the handlers `kopf.adopt` them), so `ingestion-operator render` prints the very
+Pure: no ownership here (`reconcile` calls `kopf.adopt`), so `ingestion-operator render` prints the very
 same objects for GitOps, minus the owner reference.
 """
 
@@ -22,7 +22,6 @@ PLURAL = "ingestionsources"
 MANAGED_BY = "ingestion-operator"
 SOURCE_ANNOTATION = f"{GROUP}/source"  # the source name, which may not fit a label value
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-INSTANCE_LABEL = "app.kubernetes.io/instance"
 
 
 @dataclass(frozen=True)
@@ -100,7 +99,7 @@ def _labels(name: str, component: str) -> dict[str, str]:
         "app.kubernetes.io/name": "ingestion-observability",
         "app.kubernetes.io/part-of": "ingestion-observability",
         "app.kubernetes.io/component": component,
-        INSTANCE_LABEL: name,
+        "app.kubernetes.io/instance": name,
         MANAGED_BY_LABEL: MANAGED_BY,
     }
 
