@@ -291,6 +291,11 @@ def test_consumer_is_scraped_as_job_ingestion_consumer(value_set: list[Manifest]
     assert 'up{job="ingestion-consumer"}' in rules_text
 
 
+def test_consumer_rollout_never_waits_for_a_partitionless_pod(value_set: list[Manifest]) -> None:
+    strategy = one(value_set, "Deployment", "-consumer")["spec"]["strategy"]
+    assert strategy == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
+
+
 def test_disruption_budget_selects_the_consumer(value_set: list[Manifest]) -> None:
     pdb = one(value_set, "PodDisruptionBudget", "-consumer")
     pod_labels = one(value_set, "Deployment", "-consumer")["spec"]["template"]["metadata"]["labels"]

@@ -277,6 +277,11 @@ def test_schema_cases_cover_distinct_rules() -> None:
             "every acks=all write would fail",
             id="min-insync",
         ),
+        pytest.param(
+            {"consumer": {"replicaCount": 7}},
+            "a consumer without a partition is never Ready",
+            id="idle-consumer",
+        ),
         pytest.param({"kafka": {"enabled": False}}, "set kafka.externalBootstrapServers", id="no-kafka"),
         pytest.param({"loki": {"enabled": False}}, "set consumer.loki.url", id="no-loki"),
         pytest.param(
