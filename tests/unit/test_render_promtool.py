@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from ingestion_observability.localstack.tools import binary
 from ingestion_observability.render import (
     RenderConfig,
     Slo,
@@ -27,8 +28,7 @@ from ingestion_observability.render import (
 from ingestion_observability.render.cli import rules_yaml
 from ingestion_observability.sample import sample_logs_path
 
-PROMTOOL = shutil.which("promtool")
-pytestmark = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (make tools)")
+PROMTOOL = str(binary("promtool"))  # from `make tools`; missing is an error, not a skip
 RULE_TESTS = Path(__file__).parents[1] / "rules"
 HOSTILE = [
     'a"b\\c',
@@ -46,7 +46,6 @@ RUN_LABELS = 'objet="o", entreprise="akonovia", zone="1-Raw"'
 
 
 def promtool(*args: str, cwd: Path) -> str:
-    assert PROMTOOL is not None
     result = subprocess.run([PROMTOOL, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
