@@ -51,6 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="shift every timestamp so that the newest run ends now",
     )
     add_flag(parser, "--timezone", "SOURCE_TIMEZONE", "UTC", "zone of timestamps written without one")
+    add_flag(
+        parser,
+        "--delivery-timeout",
+        "DELIVERY_TIMEOUT_SECONDS",
+        "120",
+        "seconds a record may wait for the broker before it counts as failed",
+        type=float,
+    )
     parser.add_argument("--strict", action="store_true", help="stop at the first invalid record (exit 2)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     parser.add_argument("--generate", type=int, metavar="N", help="publish N generated records instead")
@@ -111,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         total=total, unit="B" if args.generate is None else "rec", unit_scale=True, disable=not show
     )
     pacer = Pacer(args.speed) if args.simulate_realtime else None
-    publisher = Publisher(args.bootstrap_servers, args.topic)
+    publisher = Publisher(args.bootstrap_servers, args.topic, args.delivery_timeout)
     invalid = 0
     try:
         for item in items(progress):

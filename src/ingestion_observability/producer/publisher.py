@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 from kafka import KafkaProducer
+from kafka.errors import KafkaError
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +36,12 @@ def event_key(event: dict[str, Any]) -> bytes:
 
 
 class Publisher:
-    def __init__(self, bootstrap_servers: str, topic: str, **overrides: Any) -> None:
+    def __init__(
+        self, bootstrap_servers: str, topic: str, timeout_seconds: float = 120.0, **overrides: Any
+    ) -> None:
         self.topic = topic
         self.delivery = Delivery()
+        timeout_ms = int(timeout_seconds * 1000)
         config: dict[str, Any] = {
             "bootstrap_servers": bootstrap_servers.split(","),
             "acks": "all",
@@ -47,12 +51,20 @@ class Publisher:
             "batch_size": 256 * 1024,
             "max_in_flight_requests_per_connection": 5,
             "client_id": "ingestion-producer",
+            # a record waits at most this long for the topic's metadata, then for its acknowledgement
+            "max_block_ms": timeout_ms,
+            "request_timeout_ms": min(30_000, timeout_ms // 2),
+            "delivery_timeout_ms": timeout_ms,
         }
         config.update(overrides)
         self._producer = KafkaProducer(**config)
 
     def send(self, event: dict[str, Any]) -> None:
-        future = self._producer.send(self.topic, key=event_key(event), value=orjson.dumps(event))
+        try:
+            future = self._producer.send(self.topic, key=event_key(event), value=orjson.dumps(event))
+        except KafkaError as exc:  # e.g. no metadata for the topic within max_block_ms
+            self.delivery.error(exc)
+            return
         future.add_callback(self.delivery.ok)
         future.add_errback(self.delivery.error)
 
