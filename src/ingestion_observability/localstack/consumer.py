@@ -6,14 +6,15 @@ import sys
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from ingestion_observability.localstack.process import ServiceProcess, free_port, http_ok
+from ingestion_observability.localstack.process import OneProcessService, ServiceProcess, free_port, http_ok
 
 
-class ConsumerProcess:
+class ConsumerProcess(OneProcessService):
+    stop_timeout = 15.0
+
     def __init__(self, process: ServiceProcess, port: int) -> None:
         self.process = process
         self.port = port
@@ -56,11 +57,7 @@ class ConsumerProcess:
         ]
         process = ServiceProcess("ingestion-consumer", argv, log_path, env=env)
         consumer = cls(process, port)
-        try:
-            process.wait_until(lambda: http_ok(f"{consumer.url}/healthz"), timeout)
-        except BaseException:
-            process.stop()
-            raise
+        consumer.wait_or_stop(lambda: http_ok(f"{consumer.url}/healthz"), timeout)
         return consumer
 
     def wait_ready(self, timeout: float = 60.0) -> None:
@@ -83,14 +80,3 @@ class ConsumerProcess:
             for sample, sample_labels, value in self.samples()
             if sample == name and labels.items() <= sample_labels.items()
         )
-
-    def stop(self, timeout: float = 15.0) -> int | None:
-        return self.process.stop(timeout)
-
-    def __enter__(self) -> ConsumerProcess:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

@@ -9,13 +9,12 @@ import subprocess
 import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from .process import ServiceProcess, free_port, port_open
+from .process import OneProcessService, ServiceProcess, free_port, port_open
 from .tools import ToolMissingError, tools_dir
 
 KAFKA_VERSION = "3.9.2"  # what scripts/tools/20-kafka.sh installs by default
@@ -105,7 +104,7 @@ def _java() -> str:
     return "java"
 
 
-class KafkaBroker:
+class KafkaBroker(OneProcessService):
     """A running broker; `stop()` (or leaving the `with` block) ends it. Data stays in `work_dir/data`."""
 
     def __init__(
@@ -120,14 +119,6 @@ class KafkaBroker:
     @property
     def bootstrap_servers(self) -> str:
         return f"{self.host}:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    @property
-    def log_path(self) -> Path:
-        return self.process.log_path
 
     @classmethod
     def start(
@@ -181,11 +172,7 @@ class KafkaBroker:
             _format_storage(jvm, server_properties, timeout)
         process = ServiceProcess("kafka", [*jvm, "kafka.Kafka", server_properties], work_dir / "kafka.log")
         broker = cls(process, host, port, controller_port, work_dir)
-        try:
-            process.wait_until(lambda: port_open(host, port) and broker.answers(), timeout, "answering")
-        except BaseException:
-            process.stop()
-            raise
+        broker.wait_or_stop(lambda: port_open(host, port) and broker.answers(), timeout, "answering")
         return broker
 
     def admin(self, **kwargs: Any) -> Any:
@@ -236,14 +223,3 @@ class KafkaBroker:
                     admin.create_topics(new, timeout_ms=30_000, wait_for_metadata=True)
         finally:
             admin.close()
-
-    def stop(self, timeout: float = 20.0) -> int | None:
-        return self.process.stop(timeout)
-
-    def __enter__(self) -> KafkaBroker:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

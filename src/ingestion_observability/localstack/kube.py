@@ -20,7 +20,6 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import yaml
@@ -29,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from .process import ServiceProcess, free_port, http_ok
+from .process import LocalService, ServiceProcess, free_port, http_ok
 from .tools import ToolMissingError, binary, tools_dir
 
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"  # virtual service IPs: only allocated, never routed to
@@ -271,7 +270,7 @@ def apiserver_argv(
     ]
 
 
-class KubeControlPlane:
+class KubeControlPlane(LocalService):
     """etcd + kube-apiserver on free loopback ports; `stop()` (or leaving the `with` block) ends both.
 
     `kubeconfig` is a file for kubectl/helm/kopf/kubernetes clients (or `env()` for subprocesses);
@@ -356,14 +355,6 @@ class KubeControlPlane:
             self.apiserver.stop()
         finally:
             self.etcd.stop()
-
-    def __enter__(self) -> KubeControlPlane:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def env(self) -> dict[str, str]:
         """Environment for a subprocess (helm, kubectl, an operator) to talk to this control plane."""

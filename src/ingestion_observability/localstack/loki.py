@@ -10,12 +10,11 @@ import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import yaml
 
-from .process import ServiceProcess, free_port, http_ok
+from .process import OneProcessService, ServiceProcess, free_port, http_ok
 from .tools import binary
 
 # Loki's defaults, except what a local single node for tests and the demo wants different. The benchmark
@@ -118,7 +117,7 @@ def render_config(
     return deep_merge(config, overrides or {})
 
 
-class LokiServer:
+class LokiServer(OneProcessService):
     """A running Loki; `stop()` (or leaving the `with` block) ends it. Its data lives in `work_dir/data`."""
 
     def __init__(self, process: ServiceProcess, host: str, port: int, grpc_port: int, work_dir: Path) -> None:
@@ -132,14 +131,6 @@ class LokiServer:
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    @property
-    def log_path(self) -> Path:
-        return self.process.log_path
 
     @classmethod
     def start(
@@ -174,16 +165,11 @@ class LokiServer:
         argv: list[str | Path] = [binary("loki"), f"-config.file={config_path}", "-target=all", *extra_args]
         process = ServiceProcess("loki", argv, work_dir / "loki.log", cwd=work_dir)
         server = cls(process, host, port, grpc_port, work_dir)
-        try:
-            # /ready is 200 once the frontend reaches the scheduler, which takes queries ~2s later: wait
-            # for a query to answer too, so the first query of a test does not hang.
-            process.wait_until(
-                lambda: http_ok(f"{server.url}/ready") and http_ok(f"{server.url}/loki/api/v1/labels"),
-                timeout,
-            )
-        except BaseException:
-            process.stop()
-            raise
+        # /ready is 200 once the frontend reaches the scheduler, which takes queries ~2s later: wait
+        # for a query to answer too, so the first query of a test does not hang.
+        server.wait_or_stop(
+            lambda: http_ok(f"{server.url}/ready") and http_ok(f"{server.url}/loki/api/v1/labels"), timeout
+        )
         return server
 
     def _request(self, method: str, path: str, body: bytes | None = None) -> Any:
@@ -235,14 +221,3 @@ class LokiServer:
     def labels(self) -> list[str]:
         body = self._request("GET", "/loki/api/v1/labels")
         return list(body.get("data") or [])
-
-    def stop(self, timeout: float = 20.0) -> int | None:
-        return self.process.stop(timeout)
-
-    def __enter__(self) -> LokiServer:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Self
 
 
 def free_port() -> int:
@@ -97,3 +98,42 @@ class ServiceProcess:
             self.proc.wait(timeout=timeout)
         self._log.close()
         return self.proc.returncode
+
+
+class LocalService:
+    """A launcher's handle: `stop()`, or leaving its `with` block, ends what it started."""
+
+    def stop(self) -> object:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+class OneProcessService(LocalService):
+    """A handle around one ServiceProcess."""
+
+    process: ServiceProcess
+    stop_timeout = 20.0
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def log_path(self) -> Path:
+        return self.process.log_path
+
+    def stop(self, timeout: float | None = None) -> int | None:
+        return self.process.stop(self.stop_timeout if timeout is None else timeout)
+
+    def wait_or_stop(self, ready: Callable[[], bool], timeout: float, what: str = "ready") -> None:
+        """Wait for the process to be ready; a failed or interrupted wait stops it before raising."""
+        try:
+            self.process.wait_until(ready, timeout, what)
+        except BaseException:
+            self.process.stop()
+            raise

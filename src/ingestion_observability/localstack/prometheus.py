@@ -9,12 +9,11 @@ import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import yaml
 
-from .process import ServiceProcess, free_port, http_ok
+from .process import OneProcessService, ServiceProcess, free_port, http_ok
 from .tools import binary
 
 CONSUMER_JOB = "ingestion-consumer"
@@ -63,7 +62,9 @@ def write_config(
     path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
-class PrometheusServer:
+class PrometheusServer(OneProcessService):
+    stop_timeout = 15.0
+
     """A running Prometheus; `stop()` (or leaving the `with` block) ends it. TSDB lives in `work_dir/data`."""
 
     def __init__(
@@ -91,14 +92,6 @@ class PrometheusServer:
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    @property
-    def log_path(self) -> Path:
-        return self.process.log_path
 
     @classmethod
     def start(
@@ -146,11 +139,7 @@ class PrometheusServer:
             scrape_interval=scrape_interval,
             evaluation_interval=evaluation_interval,
         )
-        try:
-            process.wait_until(lambda: http_ok(f"{server.url}/-/ready"), timeout)
-        except BaseException:
-            process.stop()
-            raise
+        server.wait_or_stop(lambda: http_ok(f"{server.url}/-/ready"), timeout)
         return server
 
     def write_config(self) -> Path:
@@ -227,14 +216,3 @@ class PrometheusServer:
     def rules(self) -> list[dict[str, Any]]:
         """The loaded rule groups (GET /api/v1/rules)."""
         return list(self.api("rules")["groups"])
-
-    def stop(self, timeout: float = 15.0) -> int | None:
-        return self.process.stop(timeout)
-
-    def __enter__(self) -> PrometheusServer:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
