@@ -7,9 +7,12 @@ process after the commit is caught by the run-key cache, which is also updated o
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter as Tally
 from dataclasses import dataclass, field
 from typing import Any
+
+from prometheus_client import Histogram
 
 from ingestion_observability.consumer.metrics import IngestionMetrics, ObjetSeries
 from ingestion_observability.event import Run
@@ -36,11 +39,61 @@ class DeadLetter:
         return {"value": self.value, "key": self.key, "headers": headers}
 
 
+class HistogramTally:
+    """Observations of one histogram child, counted per bucket: the batch applies them in one go.
+
+    `Histogram.observe` takes a lock and walks the buckets for every value; a batch of thousands of runs
+    over a few hundred series adds each bucket's count once instead. Buckets and counts come out the same
+    (`_sum` may differ in its last bits: floating-point additions in another order). This writes the
+    child's `_upper_bounds`, `_buckets` and `_sum`, internals of prometheus-client (pinned).
+    """
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, child: Histogram) -> None:
+        self.bounds: list[float] = child._upper_bounds  # ends with +Inf
+        self.counts = [0] * len(self.bounds)
+        self.total = 0.0
+
+    def observe(self, amount: float) -> None:
+        self.counts[bisect_left(self.bounds, amount)] += 1  # the first bucket with amount <= bound
+        self.total += amount
+
+    def apply(self, child: Histogram) -> None:
+        buckets = child._buckets
+        for index, count in enumerate(self.counts):
+            if count:
+                buckets[index].inc(count)
+        child._sum.inc(self.total)
+
+
+class SeriesTally:
+    """What a batch adds to the histograms and failure counter of one (source, objet)."""
+
+    __slots__ = ("cpu", "duration", "failures", "memory", "series")
+
+    def __init__(self, series: ObjetSeries) -> None:
+        self.series = series
+        self.duration = HistogramTally(series.duration)
+        self.cpu = HistogramTally(series.cpu)
+        self.memory = HistogramTally(series.memory)
+        self.failures = 0
+
+    def apply(self) -> None:
+        series = self.series
+        self.duration.apply(series.duration)
+        self.cpu.apply(series.cpu)
+        self.memory.apply(series.memory)
+        if self.failures:
+            series.failures.inc(self.failures)
+
+
 @dataclass
 class StagedBatch:
     runs: Tally[tuple[str, str, str, str, str]] = field(default_factory=Tally)
-    # (series, duration, cpu, memory, failed) per run
-    observations: list[tuple[ObjetSeries, float, float, float, bool]] = field(default_factory=list)
+    # per (source, objet) series: the batch's histogram observations and failures, counted per bucket
+    tallies: dict[ObjetSeries, SeriesTally] = field(default_factory=dict)
+    processed: int = 0
     recoveries: list[tuple[ObjetSeries, float]] = field(default_factory=list)
     last_run: dict[str, float] = field(default_factory=dict)
     folded: Tally[str] = field(default_factory=Tally)
@@ -55,7 +108,15 @@ class StagedBatch:
 
     def add_run(self, run: Run, objet: str, series: ObjetSeries, key: int) -> None:
         self.runs[(run.source, run.etat, objet, run.entreprise, run.zone)] += 1
-        self.observations.append((series, run.duree, run.cpu, run.memory, run.failed))
+        tally = self.tallies.get(series)
+        if tally is None:
+            tally = self.tallies[series] = SeriesTally(series)
+        tally.duration.observe(run.duree)
+        tally.cpu.observe(run.cpu)
+        tally.memory.observe(run.memory)
+        if run.etat == "FAILED":
+            tally.failures += 1
+        self.processed += 1
         if run.fin > self.last_run.get(run.source, 0.0):
             self.last_run[run.source] = run.fin
         self.keys.append(key)
@@ -65,19 +126,15 @@ class StagedBatch:
         """Publish the batch's effect on the metrics (after its commit)."""
         for labels, count in self.runs.items():
             metrics.runs_child(labels).inc(count)
-        for series, duration, cpu, memory, failed in self.observations:
-            series.duration.observe(duration)
-            series.cpu.observe(cpu)
-            series.memory.observe(memory)
-            if failed:
-                series.failures.inc()
+        for tally in self.tallies.values():
+            tally.apply()
         for series, seconds in self.recoveries:
             series.recovery.observe(seconds)
         for source, end in self.last_run.items():
             metrics.advance_last_run(source, end)
         for source, count in self.folded.items():
             metrics.folded.labels(source).inc(count)
-        metrics.result("processed").inc(len(self.observations))
+        metrics.result("processed").inc(self.processed)
         metrics.result("invalid").inc(self.invalid)
         metrics.result("duplicate").inc(self.duplicates)
         metrics.dlq_writes.inc(len(self.dead_letters))

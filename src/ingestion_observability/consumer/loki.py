@@ -11,6 +11,7 @@ import gzip
 import time
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import NamedTuple
 
 import orjson
 import urllib3
@@ -34,8 +35,7 @@ def entry_timestamp(event_end: float, ingested: float, now: float) -> float:
     return now
 
 
-@dataclass(slots=True)
-class Entry:
+class Entry(NamedTuple):
     event_end: float
     ingested: float  # Kafka record timestamp: the same on every redelivery, so Loki dedupes re-pushes
     line: str
@@ -54,21 +54,25 @@ class LokiBatch:
         if entries is None:
             entries = self.streams[stream] = []
         entries.append(entry)
-        self.size += len(entry.line) + 64
+        self.size += len(entry[2]) + 64
         self.count += 1
 
     def payload(self, now: float) -> bytes:
         """The gzipped JSON push body; timestamps are chosen now (a retry may come much later)."""
+        earliest, latest = now - MAX_BEHIND, now + MAX_AHEAD
+        metadata: dict[str, dict[str, str]] = {}  # one {"objet": ...} per objet, shared by its lines
         streams = []
         for labels, entries in self.streams.items():
-            values = [
-                [
-                    str(round(entry_timestamp(e.event_end, e.ingested, now) * 1000) * 1_000_000),
-                    e.line,
-                    {"objet": e.objet},
-                ]
-                for e in entries
-            ]
+            values: list[list[object]] = []
+            append = values.append
+            for event_end, ingested, line, objet in entries:
+                # entry_timestamp(), inlined: this runs for every line
+                if not earliest <= event_end <= latest:
+                    event_end = ingested if earliest <= ingested <= latest else now
+                meta = metadata.get(objet)
+                if meta is None:
+                    meta = metadata[objet] = {"objet": objet}
+                append([str(round(event_end * 1000) * 1_000_000), line, meta])
             stream = {"job": self.job, **dict(zip(STREAM_LABELS, labels, strict=True))}
             streams.append({"stream": {k: v for k, v in stream.items() if v}, "values": values})
         return gzip.compress(orjson.dumps({"streams": streams}), compresslevel=1)

@@ -1,0 +1,4 @@
+"""`make bench`: throughput of the consumer, the producer (and the operator) against the physical limit.
+
+Real local services (Kafka, Loki, Prometheus, the consumer as a process); `python -m bench.run --help`.
+"""

@@ -1,0 +1,208 @@
+"""The targets, checked against a run's results, and the table printed at the end of `make bench`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+CONSUMER_EPS = 50_000
+CONSUMER_RATIO = 0.33
+PRODUCER_EPS = 30_000
+RSS_MAX_MB = 200
+RSS_FLAT_MAX_GROWTH = 0.10  # "flat": at most 10 % more RSS after M events than after N
+OPERATOR_SECONDS = 60
+
+
+def _target(name: str, target: str, measured: Any, met: bool | None) -> dict[str, Any]:
+    return {"name": name, "target": target, "measured": measured, "met": met}
+
+
+def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    targets = []
+    consumer = results["consumer"]
+    targets.append(
+        _target(
+            "consumer end to end",
+            f">= {CONSUMER_EPS} events/s",
+            consumer["events_per_second"],
+            consumer["events_per_second"] >= CONSUMER_EPS,
+        )
+    )
+    targets.append(
+        _target(
+            "consumer / raw poll loop",
+            f">= {CONSUMER_RATIO}",
+            consumer["ratio_to_raw"],
+            consumer["ratio_to_raw"] >= CONSUMER_RATIO,
+        )
+    )
+    eps = results["producer"]["events_per_second"]
+    targets.append(_target("producer acks=all", f">= {PRODUCER_EPS} events/s", eps, eps >= PRODUCER_EPS))
+    memory = results.get("memory")
+    if memory:
+        marks = list(memory["rss_after_mb"].values())
+        worst = max([memory["rss_peak_mb"], *marks])
+        targets.append(_target("consumer RSS", f"< {RSS_MAX_MB} MB", worst, worst < RSS_MAX_MB))
+        if len(marks) >= 2:
+            growth = (marks[-1] - marks[0]) / marks[0]
+            targets.append(
+                _target(
+                    "consumer RSS flat",
+                    f"<= {RSS_FLAT_MAX_GROWTH:.0%} growth {' → '.join(memory['rss_after_mb'])} events",
+                    f"{growth:+.1%}",
+                    growth <= RSS_FLAT_MAX_GROWTH,
+                )
+            )
+    operator = results.get("operator")
+    if operator and not operator.get("skipped"):
+        seconds = operator["ready_seconds"]
+        targets.append(
+            _target(
+                f"operator {operator['sources']} sources Ready",
+                f"< {OPERATOR_SECONDS} s",
+                seconds,
+                seconds < OPERATOR_SECONDS,
+            )
+        )
+    return targets
+
+
+def _n(value: float) -> str:
+    return f"{value:,.0f}".replace(",", " ")
+
+
+def rows(results: dict[str, Any]) -> list[list[str]]:
+    """[measure, measured, target, note] for every figure of the run."""
+    out: list[list[str]] = []
+    targets = {t["name"]: t for t in results["targets"]}
+
+    def add(measure: str, measured: str, note: str = "", target: str | None = None) -> None:
+        wanted = ""
+        if target in targets:
+            wanted = f"{targets[target]['target']} ({'met' if targets[target]['met'] else 'NOT met'})"
+        out.append([measure, measured, wanted, note])
+
+    raw, consumer, prod = results["raw_poll"], results["consumer"], results["producer"]
+    cores = results["environment"]["host_cpus"]
+    add(
+        "raw kafka-python poll loop (the limit)",
+        f"{_n(raw['events_per_second'])} ev/s",
+        f"{raw['us_per_event']} µs/event, {raw['cpu_us_per_event']} CPU µs/event",
+    )
+    services = ", ".join(f"{k} {v}" for k, v in consumer["services_cpu_us_per_event"].items())
+    add(
+        "consumer end to end (real Loki)",
+        f"{_n(consumer['events_per_second'])} ev/s",
+        f"{consumer['us_per_event']} µs/event; CPU µs/event: consumer {consumer['cpu_us_per_event']}, "
+        + services,
+        "consumer end to end",
+    )
+    add("consumer / raw poll loop", f"{consumer['ratio_to_raw']:.2f}", "", "consumer / raw poll loop")
+    add(
+        "consumer CPU: events/s on one core",
+        f"{_n(consumer['one_core_events_per_second'])} ev/s",
+        f"1e6 / {consumer['cpu_us_per_event']} CPU µs/event (all its threads); its loop alone (main "
+        f"thread, {consumer['main_thread_cpu_us_per_event']} µs/event): "
+        f"{_n(consumer['main_thread_events_per_second'])} ev/s",
+    )
+    add(
+        "whole pipeline, CPU bound of this machine",
+        f"{_n(consumer['machine_cpu_bound_events_per_second'])} ev/s",
+        f"{cores} cores / (consumer + Loki + Kafka CPU per event)",
+    )
+    if "consumer_null_loki" in results:
+        alone = results["consumer_null_loki"]
+        add(
+            "consumer, Loki replaced by a null sink",
+            f"{_n(alone['events_per_second'])} ev/s",
+            f"ratio {alone['ratio_to_raw']:.2f}, {alone['cpu_us_per_event']} CPU µs/event",
+        )
+    add(
+        f"producer acks=all, idempotent ({_n(prod['events'])} events)",
+        f"{_n(prod['events_per_second'])} ev/s",
+        f"{prod['cpu_us_per_event']} CPU µs/event, whole CLI run",
+        "producer acks=all",
+    )
+    if "producer_memory_run" in results:
+        big = results["producer_memory_run"]
+        add(f"producer ({_n(big['events'])} events)", f"{_n(big['events_per_second'])} ev/s")
+    if "memory" in results:
+        m = results["memory"]
+        marks = ", ".join(f"{v} MB after {_n(int(k))}" for k, v in m["rss_after_mb"].items())
+        add(
+            "consumer RSS",
+            f"{m['rss_peak_mb']} MB peak",
+            f"{m['rss_start_mb']} MB at start, {marks}",
+            "consumer RSS",
+        )
+        flat = targets.get("consumer RSS flat")
+        add(
+            "consumer RSS growth",
+            str(flat["measured"]) if flat else "",
+            f"{_n(m['events_per_second'])} ev/s over {_n(m['events'])} events",
+            "consumer RSS flat",
+        )
+    if "cardinality" in results:
+        c = results["cardinality"]
+        add(
+            f"series, {c['sources']} sources × {c['objets_per_source']} objets",
+            _n(c["series_ingestion"]),
+            f"ingestion_* ({c['series_per_pair']} per pair); {_n(c['series_total'])} in /metrics, "
+            f"{c['metrics_body_kb']} KiB",
+        )
+        add(
+            "scrape of /metrics",
+            f"{c['scrape_ms_median']} ms",
+            f"median of {c['scrapes']}; Prometheus scrape_duration_seconds "
+            f"{c['prometheus'].get('scrape_duration_ms_avg', 0)} ms",
+        )
+    operator = results.get("operator")
+    if operator and operator.get("skipped"):
+        add("operator", "skipped", operator["reason"])
+    elif operator:
+        render = operator["render_ms_per_source"]
+        count = operator["sources"]
+        add(
+            f"operator: {count} IngestionSources Ready",
+            f"{operator['ready_seconds']} s",
+            f"{operator['operator_cpu_ms_per_source']} operator CPU ms/source",
+            f"operator {count} sources Ready",
+        )
+        add(
+            "render rules + dashboard of one source",
+            f"{render['total_ms']} ms",
+            f"rules {render['rules_ms']} ms, dashboard {render['dashboard_ms']} ms",
+        )
+    return out
+
+
+def _grid(header: list[str], body: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in body)])
+
+
+def headline(results: dict[str, Any]) -> str:
+    env, config = results["environment"], results["config"]
+    return (
+        f"{env['date']}, {env['host_cpus']} CPUs, load average {env['load_average_start'][0]:.2f} at start "
+        f"and {env['load_average_end'][0]:.2f} at the end, N = {_n(config['events'])} events "
+        f"(memory run {_n(config['memory_events'])}), crc32c in C: {env['crc32c_in_c']}"
+    )
+
+
+def table(results: dict[str, Any]) -> str:
+    out = [f"Benchmark {headline(results)}", "", _grid(["measure", "measured", "target", ""], rows(results))]
+    if "profile" in results:
+        out += ["", "consumer main thread, wall-clock profile (py-spy, idle included), self time:"]
+        out += [f"  {e['percent']:5.1f} %  {e['function']}" for e in results["profile"]["self"][:12]]
+    return "\n".join(out)
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The same table for the README."""
+    lines = ["| measure | measured | target | |", "|---|---|---|---|"]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows(results)]
+    return "\n".join([f"Run of {headline(results)}:", "", *lines])

@@ -1,0 +1,207 @@
+"""`make bench`: one run on the real local services, a table on stdout and the figures as JSON.
+
+    python -m bench.run --events 200000 --memory-events 1000000 --out bench/results.json
+
+Sections: producer (acks=all), the raw kafka-python poll loop (the limit), the consumer end to end and its
+ratio to the raw loop, consumer memory, series and scrape cost of a 10 × 50 dataset, the operator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import importlib.metadata
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench import cardinality, kafka_raw, operator, procstat, producer
+from bench import consumer as consumer_bench
+from bench.null_loki import NullLoki
+from bench.report import evaluate_targets, markdown, table
+from bench.services import BENCH_LOKI_LIMITS, PARTITIONS, running
+from ingestion_observability.consumer.runner import KAFKA_CONSUMER_CONFIG
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bench", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--events", type=int, default=200_000, help="events for the throughput runs")
+    parser.add_argument(
+        "--memory-events",
+        type=int,
+        default=1_000_000,
+        help="events for the memory run (RSS after --events and after this many)",
+    )
+    parser.add_argument("--cardinality-runs", type=int, default=10, help="runs per (source, objet) pair")
+    parser.add_argument("--operator-sources", type=int, default=200, help="IngestionSources to reconcile")
+    parser.add_argument("--out", type=Path, default=Path("bench/results.json"), help="JSON results")
+    parser.add_argument("--work-dir", type=Path, help="service data and logs (default: a temp dir, removed)")
+    parser.add_argument(
+        "--profile", action="store_true", help="attach py-spy to the consumer of the throughput run"
+    )
+    parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown (README)")
+    parser.add_argument("--skip", action="append", default=[], choices=["operator", "memory", "cardinality"])
+    return parser
+
+
+def environment() -> dict[str, Any]:
+    from kafka.record import util as kafka_record_util
+
+    crc = getattr(kafka_record_util, "crc32c_c", None)
+    return {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "host_cpus": os.cpu_count(),
+        "load_average_start": [round(v, 2) for v in procstat.load_average()],
+        "python": platform.python_version(),
+        "kafka_python": importlib.metadata.version("kafka-python"),
+        "crc32c_in_c": crc is not None and kafka_record_util._crc32c is crc,
+    }
+
+
+@contextlib.contextmanager
+def work_dir(path: Path | None) -> Iterator[Path]:
+    if path is not None:  # kept afterwards for the logs, but every run starts from empty services
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
+        yield path.resolve()
+        return
+    temp = Path(tempfile.mkdtemp(prefix="ingestion-bench-"))
+    try:
+        yield temp
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def step(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    results: dict[str, Any] = {"environment": environment()}
+    results["config"] = {
+        "events": args.events,
+        "memory_events": args.memory_events,
+        "partitions": PARTITIONS,
+        "loki_limits": BENCH_LOKI_LIMITS,
+        "consumer_kafka_config": KAFKA_CONSUMER_CONFIG,
+    }
+    with work_dir(args.work_dir) as work:
+        step(f"starting Kafka, Loki, Prometheus in {work}")
+        with running(work) as services:
+            bootstrap = services.kafka.bootstrap_servers
+            step(f"generating {args.events} records (ingestion-producer --generate --output)")
+            events_file = producer.generate_file(work / "events.ndjson", args.events)
+            topic = services.topic("bench-events")
+            step("producer: publishing them (acks=all, idempotent)")
+            results["producer"] = producer.publish(bootstrap, topic, events_file, args.events).as_dict()
+
+            step("raw kafka-python poll loop")
+            raw = [kafka_raw.poll_loop(bootstrap, topic, args.events, KAFKA_CONSUMER_CONFIG)]
+            step("consumer end to end (real Loki)")
+            run_ = consumer_bench.run(
+                work / "consumer-throughput.log",
+                bootstrap,
+                services.loki.url,
+                topic,
+                args.events,
+                group="bench-throughput",
+                profile=work / "profile.txt" if args.profile else None,
+                others={"loki": services.loki.pid, "kafka": services.kafka.pid},
+            )
+            step("consumer, Loki replaced by a null sink (the consumer's own limit)")
+            with NullLoki() as null_loki:
+                alone = consumer_bench.run(
+                    work / "consumer-null-loki.log",
+                    bootstrap,
+                    null_loki.url,
+                    topic,
+                    args.events,
+                    group="bench-null-loki",
+                    others={"kafka": services.kafka.pid},
+                )
+            step("raw kafka-python poll loop again")
+            raw.append(kafka_raw.poll_loop(bootstrap, topic, args.events, KAFKA_CONSUMER_CONFIG))
+            best = max(raw, key=lambda r: r.events_per_second)
+            results["raw_poll"] = {
+                **best.as_dict(),
+                "runs_events_per_second": [round(r.events_per_second) for r in raw],
+            }
+            throughput = run_.throughput()
+            cpu_total = throughput["cpu_us_per_event"] + sum(throughput["services_cpu_us_per_event"].values())
+            results["consumer"] = {
+                **throughput,
+                "ratio_to_raw": round(run_.events_per_second / best.events_per_second, 3),
+                "one_core_events_per_second": round(1e6 / throughput["cpu_us_per_event"]),
+                "main_thread_events_per_second": round(1e6 / throughput["main_thread_cpu_us_per_event"]),
+                "machine_cpu_bound_events_per_second": round((os.cpu_count() or 1) * 1e6 / cpu_total),
+                "exit_code": run_.exit_code,
+            }
+            results["consumer_null_loki"] = {
+                **alone.throughput(),
+                "ratio_to_raw": round(alone.events_per_second / best.events_per_second, 3),
+                "exit_code": alone.exit_code,
+            }
+            if run_.profile is not None:
+                results["profile"] = run_.profile
+
+            if "memory" not in args.skip:
+                step(f"memory: generating and publishing {args.memory_events} records")
+                memory_file = producer.generate_file(work / "memory.ndjson", args.memory_events)
+                memory_topic = services.topic("bench-memory")
+                results["producer_memory_run"] = producer.publish(
+                    bootstrap, memory_topic, memory_file, args.memory_events
+                ).as_dict()
+                memory_file.unlink()
+                step("memory: consumer")
+                mem = consumer_bench.run(
+                    work / "consumer-memory.log",
+                    bootstrap,
+                    services.loki.url,
+                    memory_topic,
+                    args.memory_events,
+                    group="bench-memory",
+                    marks=(args.events, args.memory_events),
+                )
+                results["memory"] = {
+                    **mem.memory(),
+                    "events_per_second": round(mem.events_per_second),
+                    "exit_code": mem.exit_code,
+                }
+
+            if "cardinality" not in args.skip:
+                step("cardinality: 10 sources × 50 objets")
+                results["cardinality"] = cardinality.measure(
+                    services, work, runs_per_pair=args.cardinality_runs
+                ).as_dict()
+
+        if "operator" not in args.skip:
+            step(f"operator: {args.operator_sources} IngestionSources")
+            results["operator"] = operator.measure(work / "operator", args.operator_sources)
+    results["environment"]["load_average_end"] = [round(v, 2) for v in procstat.load_average()]
+    results["targets"] = evaluate_targets(results)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    results = run(args)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2) + b"\n")
+    print(table(results))
+    if args.markdown:
+        print("\n" + markdown(results))
+    print(f"\nJSON: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Smoke test of `make bench` (bench/): the whole benchmark with tiny numbers."""
