@@ -98,6 +98,12 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
     )
     add("consumer / raw poll loop", f"{consumer['ratio_to_raw']:.2f}", "", "consumer / raw poll loop")
     add(
+        "Loki push (one batch, while the next is staged)",
+        f"{consumer['loki_push_ms_avg']} ms",
+        f"{_n(consumer['loki_lines_per_push'])} lines per push: Loki accepts "
+        f"{_n(1000 * consumer['loki_lines_per_push'] / max(consumer['loki_push_ms_avg'], 0.1))} lines/s",
+    )
+    add(
         "consumer CPU: events/s on one core",
         f"{_n(consumer['one_core_events_per_second'])} ev/s",
         f"1e6 / {consumer['cpu_us_per_event']} CPU µs/event (all its threads); its loop alone (main "
@@ -116,10 +122,18 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
             f"{_n(alone['events_per_second'])} ev/s",
             f"ratio {alone['ratio_to_raw']:.2f}, {alone['cpu_us_per_event']} CPU µs/event",
         )
+    if "raw_produce" in results:
+        rp = results["raw_produce"]
+        add(
+            "raw kafka-python producer (the producer's limit)",
+            f"{_n(rp['events_per_second'])} ev/s",
+            f"pre-encoded events, the CLI's KafkaProducer; {rp['cpu_us_per_event']} CPU µs/event",
+        )
     add(
         f"producer acks=all, idempotent ({_n(prod['events'])} events)",
         f"{_n(prod['events_per_second'])} ev/s",
-        f"{prod['cpu_us_per_event']} CPU µs/event, whole CLI run",
+        f"{prod['cpu_us_per_event']} CPU µs/event, whole CLI run"
+        + (f"; ratio to raw {prod['ratio_to_raw']:.2f}" if "ratio_to_raw" in prod else ""),
         "producer acks=all",
     )
     if "producer_memory_run" in results:

@@ -103,6 +103,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             topic = services.topic("bench-events")
             step("producer: publishing them (acks=all, idempotent)")
             results["producer"] = producer.publish(bootstrap, topic, events_file, args.events).as_dict()
+            step("raw kafka-python producer (pre-encoded events, the producer's settings)")
+            encoded = kafka_raw.encoded_events(events_file)
+            raw_produce = kafka_raw.produce_loop(bootstrap, services.topic("bench-raw-produce"), encoded)
+            del encoded
+            results["raw_produce"] = raw_produce.as_dict()
+            results["producer"]["ratio_to_raw"] = round(
+                results["producer"]["events_per_second"] / raw_produce.events_per_second, 3
+            )
 
             step("raw kafka-python poll loop")
             raw = [kafka_raw.poll_loop(bootstrap, topic, args.events, KAFKA_CONSUMER_CONFIG)]
@@ -136,6 +144,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "runs_events_per_second": [round(r.events_per_second) for r in raw],
             }
             throughput = run_.throughput()
+            metrics = throughput["metrics"]
+            pushes = metrics.get("ingestion_consumer_loki_push_seconds_count", 0) or 1
+            throughput["loki_push_ms_avg"] = round(
+                1000 * metrics.get("ingestion_consumer_loki_push_seconds_sum", 0) / pushes, 1
+            )
+            throughput["loki_lines_per_push"] = round(
+                metrics.get("ingestion_consumer_loki_entries_total", 0) / pushes
+            )
             cpu_total = throughput["cpu_us_per_event"] + sum(throughput["services_cpu_us_per_event"].values())
             results["consumer"] = {
                 **throughput,

@@ -58,6 +58,13 @@ def test_producer(results: dict[str, Any]) -> None:
         positive(section, "seconds", "events_per_second", "us_per_event", "cpu_us_per_event")
 
 
+def test_raw_producer(results: dict[str, Any]) -> None:
+    raw = results["raw_produce"]
+    assert raw["events"] == EVENTS
+    positive(raw, "seconds", "events_per_second", "us_per_event", "cpu_us_per_event")
+    positive(results["producer"], "ratio_to_raw")
+
+
 def test_raw_poll_loop_and_consumer(results: dict[str, Any]) -> None:
     raw = results["raw_poll"]
     positive(raw, "events", "seconds", "events_per_second", "us_per_event")
@@ -74,6 +81,7 @@ def test_raw_poll_loop_and_consumer(results: dict[str, Any]) -> None:
     assert consumer["metrics"]["ingestion_consumer_loki_entries_total"] == EVENTS  # accepted by the real Loki
     assert set(consumer["services_cpu_us_per_event"]) == {"loki", "kafka"}
     positive(consumer, "one_core_events_per_second", "machine_cpu_bound_events_per_second")
+    positive(consumer, "loki_push_ms_avg", "loki_lines_per_push")
 
 
 def test_profile(results: dict[str, Any]) -> None:
