@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from kafka import KafkaConsumer, TopicPartition
 
+from bench.profile import summarise, wrap
 from ingestion_observability.producer.generate import generate_records
 
 PRODUCER = [sys.executable, "-m", "ingestion_observability.producer.cli"]
@@ -23,6 +24,7 @@ class ProducerResult:
     events: int
     seconds: float  # wall time of the whole CLI run: interpreter start, connect, publish, flush
     cpu_seconds: float  # CPU of the producer process (and its I/O thread)
+    profile: dict[str, Any] | None = None
 
     @property
     def events_per_second(self) -> float:
@@ -59,8 +61,11 @@ def cardinality_file(path: Path, count: int, sources: int, objets_per_source: in
     )
 
 
-def publish(bootstrap: str, topic: str, path: Path, expected: int) -> ProducerResult:
-    """`ingestion-producer --file FILE --no-progress`, timed from spawn to exit."""
+def publish(
+    bootstrap: str, topic: str, path: Path, expected: int, profile: Path | None = None
+) -> ProducerResult:
+    """`ingestion-producer --file FILE --no-progress`, timed from spawn to exit (under py-spy with
+    `profile`: a CPU profile of all its threads, written there and summarised)."""
     argv = [
         *PRODUCER,
         f"--bootstrap-servers={bootstrap}",
@@ -71,16 +76,16 @@ def publish(bootstrap: str, topic: str, path: Path, expected: int) -> ProducerRe
     ]
     started = time.perf_counter()
     usage_before = _children_cpu()
-    out = _run(argv, "publish")
+    out = _run(argv if profile is None else wrap(argv, profile), "publish")
     seconds = time.perf_counter() - started
     cpu = _children_cpu() - usage_before
-    summary = f"{expected} sent, 0 invalid, 0 failed"
-    if summary not in out:
-        raise RuntimeError(f"producer did not deliver every record (expected {summary!r}):\n{out[-2000:]}")
+    closing = f"{expected} sent, 0 invalid, 0 failed"
+    if closing not in out:
+        raise RuntimeError(f"producer did not deliver every record (expected {closing!r}):\n{out[-2000:]}")
     written = topic_size(bootstrap, topic)
     if written != expected:
         raise RuntimeError(f"topic {topic} holds {written} messages, expected {expected}")
-    return ProducerResult(expected, seconds, cpu)
+    return ProducerResult(expected, seconds, cpu, summarise(profile, thread=None) if profile else None)
 
 
 def topic_size(bootstrap: str, topic: str) -> int:

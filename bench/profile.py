@@ -49,6 +49,15 @@ class Sampler:
             self.process.wait()
 
 
+def wrap(argv: list[str], output: Path, rate: int = 200) -> list[str]:
+    """`argv` run under `py-spy record` (CPU samples of every thread, idle left out), or as is without it."""
+    binary = py_spy()
+    if binary is None:
+        return argv
+    options = ["--rate", str(rate), "--format", "raw", "--output", str(output), "--threads"]
+    return [binary, "record", *options, "--", *argv]
+
+
 def _frame_name(frame: str) -> str:
     """`handle (ingestion_observability/consumer/runner.py:142)` → `handle (consumer/runner.py)`."""
     name, _, where = frame.partition(" (")
@@ -60,8 +69,8 @@ def _frame_name(frame: str) -> str:
     return f"{name} ({path})" if path else name
 
 
-def summarise(collapsed: Path, top: int = 15) -> dict[str, Any]:
-    """Top functions of the main thread by self and by inclusive share of the samples."""
+def summarise(collapsed: Path, top: int = 15, thread: str | None = "MainThread") -> dict[str, Any]:
+    """Top functions of `thread` (None: of all threads) by self and by inclusive share of the samples."""
     self_time: collections.Counter[str] = collections.Counter()
     total: collections.Counter[str] = collections.Counter()
     samples = 0
@@ -71,7 +80,7 @@ def summarise(collapsed: Path, top: int = 15) -> dict[str, Any]:
         if not stack or not count_text.isdigit():
             continue
         frames = stack.split(";")
-        if not frames[0].startswith("thread (") or "MainThread" not in frames[0]:
+        if not frames[0].startswith("thread (") or (thread is not None and thread not in frames[0]):
             continue
         count = int(count_text)
         names = [_frame_name(f) for f in frames[1:]]

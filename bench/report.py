@@ -212,6 +212,9 @@ def table(results: dict[str, Any]) -> str:
     if "profile" in results:
         out += ["", "consumer main thread, wall-clock profile (py-spy, idle included), self time:"]
         out += [f"  {e['percent']:5.1f} %  {e['function']}" for e in results["profile"]["self"][:12]]
+    if results.get("producer_profile"):
+        out += ["", "producer, all threads, CPU profile (py-spy), self time:"]
+        out += [f"  {e['percent']:5.1f} %  {e['function']}" for e in results["producer_profile"]["self"][:12]]
     return "\n".join(out)
 
 

@@ -102,7 +102,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             events_file = producer.generate_file(work / "events.ndjson", args.events)
             topic = services.topic("bench-events")
             step("producer: publishing them (acks=all, idempotent)")
-            results["producer"] = producer.publish(bootstrap, topic, events_file, args.events).as_dict()
+            published = producer.publish(bootstrap, topic, events_file, args.events)
+            results["producer"] = published.as_dict()
+            if args.profile:  # again, under py-spy (a profiled run is not the measured one)
+                step("producer under py-spy")
+                profile_topic = services.topic("bench-producer-profile")
+                profiled = producer.publish(
+                    bootstrap, profile_topic, events_file, args.events, profile=work / "producer-profile.txt"
+                )
+                results["producer_profile"] = profiled.profile
             step("raw kafka-python producer (pre-encoded events, the producer's settings)")
             encoded = kafka_raw.encoded_events(events_file)
             raw_produce = kafka_raw.produce_loop(bootstrap, services.topic("bench-raw-produce"), encoded)

@@ -84,10 +84,10 @@ def test_raw_poll_loop_and_consumer(results: dict[str, Any]) -> None:
     positive(consumer, "loki_push_ms_avg", "loki_lines_per_push")
 
 
-def test_profile(results: dict[str, Any]) -> None:
-    profile = results["profile"]
-    assert profile["samples"] > 0
-    assert profile["self"] and all(entry["percent"] > 0 for entry in profile["self"])
+def test_profiles(results: dict[str, Any]) -> None:
+    for profile in (results["profile"], results["producer_profile"]):
+        assert profile["samples"] > 0
+        assert profile["self"] and all(entry["percent"] > 0 for entry in profile["self"])
 
 
 def test_memory(results: dict[str, Any]) -> None:
