@@ -37,17 +37,20 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     )
     eps = results["producer"]["events_per_second"]
     targets.append(_target("producer acks=all", f">= {PRODUCER_EPS} events/s", eps, eps >= PRODUCER_EPS))
-    memory = results.get("memory")
-    if memory:
+    for key, suffix in (("memory", ""), ("memory_malloc_tuned", ", tuned malloc")):
+        memory = results.get(key)
+        if not memory:
+            continue
         marks = list(memory["rss_after_mb"].values())
         worst = max([memory["rss_peak_mb"], *marks])
-        targets.append(_target("consumer RSS", f"< {RSS_MAX_MB} MB", worst, worst < RSS_MAX_MB))
+        targets.append(_target(f"consumer RSS{suffix}", f"< {RSS_MAX_MB} MB", worst, worst < RSS_MAX_MB))
         if len(marks) >= 2:
             growth = (marks[-1] - marks[0]) / marks[0]
+            events = list(memory["rss_after_mb"])
             targets.append(
                 _target(
-                    "consumer RSS flat",
-                    f"<= {RSS_FLAT_MAX_GROWTH:.0%} growth {' → '.join(memory['rss_after_mb'])} events",
+                    f"consumer RSS flat{suffix}",
+                    f"<= {RSS_FLAT_MAX_GROWTH:.0%} growth {events[0]} → {events[-1]} events",
                     f"{growth:+.1%}",
                     growth <= RSS_FLAT_MAX_GROWTH,
                 )
@@ -139,21 +142,24 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
     if "producer_memory_run" in results:
         big = results["producer_memory_run"]
         add(f"producer ({_n(big['events'])} events)", f"{_n(big['events_per_second'])} ev/s")
-    if "memory" in results:
-        m = results["memory"]
-        marks = ", ".join(f"{v} MB after {_n(int(k))}" for k, v in m["rss_after_mb"].items())
+    for key, suffix in (("memory", ""), ("memory_malloc_tuned", ", tuned malloc")):
+        if key not in results:
+            continue
+        m = results[key]
+        marks = ", ".join(f"{v} after {_n(int(k))}" for k, v in m["rss_after_mb"].items())
+        env = " ".join(f"{k}={v}" for k, v in m.get("env", {}).items())
         add(
-            "consumer RSS",
+            f"consumer RSS{suffix}",
             f"{m['rss_peak_mb']} MB peak",
-            f"{m['rss_start_mb']} MB at start, {marks}",
-            "consumer RSS",
+            f"MB: {m['rss_start_mb']} at start, {marks}" + (f" ({env})" if env else ""),
+            f"consumer RSS{suffix}",
         )
-        flat = targets.get("consumer RSS flat")
+        flat = targets.get(f"consumer RSS flat{suffix}")
         add(
-            "consumer RSS growth",
+            f"consumer RSS growth{suffix}",
             str(flat["measured"]) if flat else "",
             f"{_n(m['events_per_second'])} ev/s over {_n(m['events'])} events",
-            "consumer RSS flat",
+            f"consumer RSS flat{suffix}",
         )
     if "cardinality" in results:
         c = results["cardinality"]
