@@ -5,8 +5,10 @@ dead letters are confirmed), made exact in effect by staging metrics until the c
 run-key cache. When Loki or the DLQ is unavailable, consumption pauses (group membership kept alive)
 and nothing is committed or dropped.
 
-Pipelined: a due batch's Loki push runs on a worker thread while the loop stages the next batch; that
-batch is committed and applied once Loki has accepted it, before the next one is pushed (one in flight).
+Pipelined: a due batch's Loki push runs on a worker thread while the loop stages the next batches (up to
+`loki_pushes_in_flight` pushes at once); batches are committed and applied in order, each once Loki has
+accepted it. When one cannot be delivered, the batches after it are dropped uncommitted with it (Kafka
+redelivers them all; lines Loki already took come back with the same timestamps and are stored once).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import gc
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -68,6 +71,8 @@ class ConsumerConfig:
     shutdown_seconds: float = 8.0
     lag_interval_seconds: float = 5.0
     session_timeout_ms: int = 45000  # how long a crashed member holds its partitions
+    # Loki ingests a push mostly on one core: two at once nearly double what it accepts (`make bench`)
+    loki_pushes_in_flight: int = 2
 
 
 class _Pending:
@@ -83,9 +88,6 @@ class _Pending:
     def pushed(self) -> bool:
         """The worker thread has Loki's answer (or there was nothing to push)."""
         return self.push is None or self.push.done()
-
-
-_NO_KEYS: frozenset[int] = frozenset()
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -131,8 +133,11 @@ class IngestionConsumer:
             username=config.loki_username,
             password=config.loki_password,
         )
-        self._pusher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loki-push")
-        self._inflight: _Pending | None = None  # pushed, not committed yet (at most one)
+        self._pusher = ThreadPoolExecutor(
+            max_workers=max(1, config.loki_pushes_in_flight), thread_name_prefix="loki-push"
+        )
+        self._inflight: deque[_Pending] = deque()  # being pushed or pushed, not committed yet, oldest first
+        self._inflight_keys: set[int] = set()  # their run keys (a redelivery among them is a duplicate too)
         self._seen = SeenCache(config.dedupe_max_entries, config.dedupe_ttl_seconds)
         self._cap = ObjetCap(config.max_objets_per_source)
         # (source, objet) → (objet label, folded, its series): the cap's answer never changes once given
@@ -167,12 +172,12 @@ class IngestionConsumer:
                 for tp, messages in records.items():
                     self.handle_all(messages)
                     self._batch.offsets[(tp.topic, tp.partition)] = messages[-1].offset + 1
-                if self._inflight is not None and self._inflight.pushed():
-                    self._complete_inflight()
+                while self._inflight and self._inflight[0].pushed() and self._complete_inflight():
+                    pass
                 if self._batch_due():
                     self._flush_async()
                 self._refresh_lag()
-            if (self._inflight is not None or self._batch.messages) and self._flush():
+            if (self._inflight or self._batch.messages) and self._flush():
                 log.info("last batch committed")
         finally:
             self._pusher.shutdown(wait=True)
@@ -190,8 +195,7 @@ class IngestionConsumer:
         """Decode, validate and stage messages of one partition, in order (the hot path: locals only)."""
         batch, loki_batch = self._batch, self._loki_batch
         batch.messages += len(messages)
-        key_set, seen, labels = batch.key_set, self._seen, self._labels
-        inflight = self._inflight.staged.key_set if self._inflight is not None else _NO_KEYS
+        key_set, seen, labels, inflight = batch.key_set, self._seen, self._labels, self._inflight_keys
         max_bytes = self.config.max_message_bytes
         loads, observe_recovery = orjson.loads, self._recovery.observe
         for message in messages:
@@ -254,23 +258,29 @@ class IngestionConsumer:
         )
 
     def _flush_async(self) -> None:
-        """Finish the batch in flight, then start pushing this one and stage the next meanwhile."""
-        if self._inflight is not None and not self._complete_inflight():
+        """Start pushing this batch and stage the next meanwhile (once a push slot is free)."""
+        while len(self._inflight) >= max(1, self.config.loki_pushes_in_flight):
+            if not self._complete_inflight():
+                return
+        if not self._batch.messages:
             return
         pending = _Pending(self._batch, self._loki_batch)
         self._new_batch()
-        if not pending.loki.count:  # nothing for Loki (dead letters, duplicates): deliver it now
+        if not pending.loki.count and not self._inflight:  # nothing for Loki (dead letters, duplicates)
             if not self._complete(pending):
                 self._new_batch()
             return
-        loki, now = pending.loki, time.time()
-        pending.push = self._pusher.submit(lambda: self._loki.push(loki.payload(now)))
-        self._inflight = pending
+        if pending.loki.count:
+            loki, now = pending.loki, time.time()
+            pending.push = self._pusher.submit(lambda: self._loki.push(loki.payload(now)))
+        self._inflight.append(pending)
+        self._inflight_keys.update(pending.staged.key_set)
 
     def _flush(self) -> bool:
-        """Deliver the batch in flight and the current one; True when both are committed and applied."""
-        if self._inflight is not None and not self._complete_inflight():
-            return False
+        """Deliver the batches in flight and the current one; True when all are committed and applied."""
+        while self._inflight:
+            if not self._complete_inflight():
+                return False
         if not self._batch.messages:
             return True
         pending = _Pending(self._batch, self._loki_batch)
@@ -278,12 +288,18 @@ class IngestionConsumer:
         return self._complete(pending)
 
     def _complete_inflight(self) -> bool:
-        """Commit the batch in flight; when it cannot be, the batch staged after it is dropped too (Kafka
-        redelivers both from the last committed offset: committing the later one would skip the first)."""
-        pending, self._inflight = self._inflight, None
-        assert pending is not None
-        if self._complete(pending):
+        """Commit the oldest batch in flight; when it cannot be, every batch after it is dropped too (Kafka
+        redelivers them all from the last committed offset: committing a later one would skip it)."""
+        pending = self._inflight.popleft()
+        done = self._complete(pending)
+        self._inflight_keys.difference_update(pending.staged.key_set)
+        if done:
             return True
+        for later in self._inflight:
+            if later.push is not None:
+                later.push.cancel()
+        self._inflight.clear()
+        self._inflight_keys.clear()
         self._new_batch()
         return False
 
