@@ -55,7 +55,7 @@ class ConsumerRun:
     main_cpu_seconds: float  # its main thread's (the loop; Loki payloads are built on another thread)
     startup_seconds: float  # spawn → /healthz answers
     to_lag_zero_seconds: float  # /healthz answers → lag 0 (group join and first fetch included)
-    rss_start: int
+    rss_start: int  # VmRSS once /healthz answers (consumption may have begun)
     rss_marks: dict[int, int] = field(default_factory=dict)  # committed count → VmRSS when first reached
     rss_end: int = 0
     rss_peak: int = 0
