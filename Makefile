@@ -53,6 +53,11 @@ test: tools lint ## Whole test suite: unit + integration on real services (what 
 unit: ## Unit tests only (no services)
 	$(BIN)/pytest tests/unit
 
+.PHONY: bench
+bench: tools ## Throughput and memory against the physical limits on the real services (~5 min): table + bench/results.json
+	$(BIN)/python -m bench.run --events 200000 --memory-events 1000000 --operator-sources 200 \
+		--out bench/results.json $(BENCH_ARGS)
+
 .PHONY: demo
 demo: ## Start Kafka, Prometheus, Loki and the consumer locally, ingest the sample, print a summary
 	$(BIN)/ingestion-demo up --dir $(DEMO_DIR) --kafka-port $(KAFKA_PORT) --prometheus-port $(PROMETHEUS_PORT) \

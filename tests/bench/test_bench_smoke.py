@@ -86,8 +86,7 @@ def test_raw_poll_loop_and_consumer(results: dict[str, Any]) -> None:
 
 
 def test_profiles(results: dict[str, Any]) -> None:
-    if py_spy() is None:
-        pytest.skip("py-spy is not installed (a dev dependency): the bench runs without profiles")
+    assert py_spy() is not None, "py-spy is a dev dependency: `make install`"
     for profile in (results["profile"], results["producer_profile"]):
         assert profile["samples"] > 0
         assert profile["self"] and all(entry["percent"] > 0 for entry in profile["self"])
@@ -116,8 +115,7 @@ def test_cardinality(results: dict[str, Any]) -> None:
 
 def test_operator(results: dict[str, Any]) -> None:
     operator = results["operator"]
-    if operator.get("skipped"):
-        pytest.skip(f"operator section skipped by the bench: {operator['reason']}")
+    assert not operator.get("skipped"), operator.get("reason")
     assert operator["sources"] == SOURCES
     assert operator["prometheus_rules"] == operator["dashboard_config_maps"] == SOURCES
     positive(operator, "ready_seconds", "sources_per_second", "operator_cpu_ms_per_source")
