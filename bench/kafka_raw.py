@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 from kafka import KafkaConsumer, TopicPartition
 
+from bench.report import rates
 from ingestion_observability.event import normalise
 from ingestion_observability.producer.publisher import Publisher, event_key
 
@@ -28,11 +29,7 @@ class RawResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "events": self.events,
-            "seconds": round(self.seconds, 3),
-            "events_per_second": round(self.events_per_second),
-            "us_per_event": round(1e6 * self.seconds / self.events, 2),
-            "cpu_us_per_event": round(1e6 * self.cpu_seconds / self.events, 2),
+            **rates(self.events, self.seconds, self.cpu_seconds),
             "total_seconds": round(self.total_seconds, 3),
         }
 

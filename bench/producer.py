@@ -14,6 +14,7 @@ import orjson
 from kafka import KafkaConsumer, TopicPartition
 
 from bench.profile import summarise, wrap
+from bench.report import rates
 from ingestion_observability.producer.generate import generate_records
 
 PRODUCER = [sys.executable, "-m", "ingestion_observability.producer.cli"]
@@ -32,11 +33,7 @@ class ProducerResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "events": self.events,
-            "seconds": round(self.seconds, 3),
-            "events_per_second": round(self.events_per_second),
-            "us_per_event": round(1e6 * self.seconds / self.events, 2),
-            "cpu_us_per_event": round(1e6 * self.cpu_seconds / self.events, 2),
+            **rates(self.events, self.seconds, self.cpu_seconds),
             "config": "acks=all, enable_idempotence=True, lz4, batch 256 KiB, linger 20 ms",
         }
 

@@ -12,6 +12,17 @@ RSS_FLAT_MAX_GROWTH = 0.10  # "flat": at most 10 % more RSS after M events than 
 OPERATOR_SECONDS = 60
 
 
+def rates(events: int, seconds: float, cpu_seconds: float) -> dict[str, Any]:
+    """Throughput figures every measurement reports the same way."""
+    return {
+        "events": events,
+        "seconds": round(seconds, 3),
+        "events_per_second": round(events / seconds),
+        "us_per_event": round(1e6 * seconds / events, 2),
+        "cpu_us_per_event": round(1e6 * cpu_seconds / events, 2),
+    }
+
+
 def _target(name: str, target: str, measured: Any, met: bool | None) -> dict[str, Any]:
     return {"name": name, "target": target, "measured": measured, "met": met}
 
