@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -184,3 +185,46 @@ def test_sample_data_matches_the_seed() -> None:
     assert all(5 <= e["performance"]["memory_used_mb"] <= 20 for e in events)
     assert all(0.1 <= e["performance"]["cpu_time_sec"] <= 0.5 for e in events)
     assert sum(1 <= e["performance"]["duree_secondes"] <= 3 for e in events) == 71
+
+
+def _variants() -> list[Any]:
+    from ingestion_observability.producer.generate import generate_records
+
+    events: list[Any] = [normalise(r) for r in generate_records(200)]
+    base = normalise(raw())
+    mutations: list[Callable[[dict[str, Any]], object]] = [
+        lambda e: e["source"].update({"name": "  PowerBI  "}),
+        lambda e: e["labels"].update({"zone": None}),
+        lambda e: e["labels"].update({"entreprise": "x" * 300}),
+        lambda e: e["performance"].update({"duree_secondes": 3, "cpu_time_sec": 0}),
+        lambda e: e["performance"].update({"memory_used_bytes": -1}),
+        lambda e: e["performance"].update({"cpu_time_sec": float("inf")}),
+        lambda e: e.update({"fin": "2025-09-15 10:30:01"}),
+        lambda e: e.update({"fin": "2025-09-15T12:30:01+02:00"}),
+        lambda e: e["objet"].update({"name": ""}),
+    ]
+    for mutate in mutations:
+        event = json.loads(json.dumps(base))
+        mutate(event)
+        events.append(event)
+    return events
+
+
+@pytest.mark.parametrize("event", _variants())
+def test_fast_path_agrees_with_the_checked_path(event: Any) -> None:
+    from ingestion_observability.event import _parse_event_checked, _parse_event_fast
+
+    fast = _parse_event_fast(event)
+    try:
+        checked = _parse_event_checked(event)
+    except InvalidRecord:
+        assert fast is None  # only the checked path may refuse, with its precise message
+    else:
+        assert fast is None or fast == checked
+
+
+def test_fast_path_takes_well_formed_events() -> None:
+    from ingestion_observability.event import _parse_event_fast
+    from ingestion_observability.producer.generate import generate_records
+
+    assert all(_parse_event_fast(normalise(r)) is not None for r in generate_records(100))
