@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -100,9 +97,7 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 30.0)
 
 def loki_count(loki: LokiServer, selector: str, window: str = "6h") -> int:
     """Entries of `selector` in Loki over the last `window` (an identical re-pushed entry counts once)."""
-    query = urllib.parse.urlencode({"query": f"sum(count_over_time({selector}[{window}]))"})
-    with urllib.request.urlopen(f"{loki.url}/loki/api/v1/query?{query}", timeout=30) as resp:
-        result = json.load(resp)["data"]["result"]
+    result = loki.query(f"sum(count_over_time({selector}[{window}]))")
     return int(float(result[0]["value"][1])) if result else 0
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import urllib.parse
-import urllib.request
 from typing import Any
 
 import pytest
@@ -32,11 +30,7 @@ QUERIES = dashboard_queries(DASHBOARD)
 def loki_query(pipeline: Pipeline, query: Query) -> list[dict[str, Any]]:
     expr = substitute(query.expr)
     if query.instant:
-        params = urllib.parse.urlencode({"query": expr})
-        with urllib.request.urlopen(f"{pipeline.loki.url}/loki/api/v1/query?{params}", timeout=30) as resp:
-            body = json.load(resp)
-        assert body["status"] == "success", body
-        return list(body["data"]["result"])
+        return pipeline.loki.query(expr)
     return pipeline.loki.query_range(expr, since=3600)
 
 

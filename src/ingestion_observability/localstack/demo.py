@@ -14,19 +14,18 @@ import os
 import signal
 import sys
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from ingestion_observability.localstack.consumer import ConsumerProcess
 from ingestion_observability.localstack.kafka import KafkaBroker
 from ingestion_observability.localstack.loki import LokiServer
+from ingestion_observability.localstack.loki import instant_query as loki_query
 from ingestion_observability.localstack.process import http_ok, port_open
 from ingestion_observability.localstack.prometheus import PrometheusServer
+from ingestion_observability.localstack.prometheus import instant_query as prometheus_query
 from ingestion_observability.producer import cli as producer_cli
 from ingestion_observability.render import (
     RenderConfig,
@@ -66,14 +65,8 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def _query(prometheus_url: str, promql: str) -> list[dict[str, Any]]:
-    url = f"{prometheus_url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        return list(json.load(resp)["data"]["result"])
-
-
 def _scalar(prometheus_url: str, promql: str) -> float | None:
-    result = _query(prometheus_url, promql)
+    result = prometheus_query(prometheus_url, promql)
     return float(result[0]["value"][1]) if result else None
 
 
@@ -144,7 +137,7 @@ def up(args: argparse.Namespace) -> int:
     if not _wait(lambda: (_scalar(urls["Prometheus"], "sum(ingestion_runs_total)") or 0) >= before + 72, 60):
         print(f"Prometheus n'a pas vu les 72 exécutions : voir {work}/consumer.log")
         return 1
-    _wait(lambda: bool(_query(urls["Prometheus"], 'ALERTS{alertstate="firing"}')), 30)
+    _wait(lambda: bool(prometheus_query(urls["Prometheus"], 'ALERTS{alertstate="firing"}')), 30)
     print(summary(urls))
     print("\nAccès :")
     for name, url in urls.items():
@@ -163,9 +156,7 @@ def _stat(urls: dict[str, str], panel: str) -> float | None:
     expr = substitute(query.expr)
     if query.datasource == "prometheus":
         return _scalar(urls["Prometheus"], expr)
-    params = urllib.parse.urlencode({"query": expr})
-    with urllib.request.urlopen(f"{urls['Loki']}/loki/api/v1/query?{params}", timeout=10) as resp:
-        result = json.load(resp)["data"]["result"]
+    result = loki_query(urls["Loki"], expr)
     return float(result[0]["value"][1]) if result else None
 
 
@@ -192,15 +183,15 @@ def summary(urls: dict[str, str]) -> str:
     ]
     by_source = {
         r["metric"]["source"]: float(r["value"][1])
-        for r in _query(q, "sum by (source) (ingestion_runs_total)")
+        for r in prometheus_query(q, "sum by (source) (ingestion_runs_total)")
     }
     failed_by_source = {
         r["metric"]["source"]: float(r["value"][1])
-        for r in _query(q, 'sum by (source) (ingestion_runs_total{etat="FAILED"})')
+        for r in prometheus_query(q, 'sum by (source) (ingestion_runs_total{etat="FAILED"})')
     }
     for source, count in sorted(by_source.items()):
         lines.append(f"  {source:<18} {count:>5.0f}   dont échecs : {failed_by_source.get(source, 0):.0f}")
-    alerts = _query(q, 'ALERTS{alertstate="firing"}')
+    alerts = prometheus_query(q, 'ALERTS{alertstate="firing"}')
     lines += ["", "Alertes déclenchées" if alerts else "Alertes déclenchées : aucune"]
     for alert in alerts:
         labels = alert["metric"]

@@ -117,6 +117,19 @@ def render_config(
     return deep_merge(config, overrides or {})
 
 
+def instant_query(base_url: str, logql: str) -> list[dict[str, Any]]:
+    """/loki/api/v1/query of any Loki at now (a metric query's vector); LokiError on an error answer."""
+    url = f"{base_url}/loki/api/v1/query?" + urllib.parse.urlencode({"query": logql})
+    try:
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            body = json.load(resp)
+    except urllib.error.HTTPError as err:
+        raise LokiError(f"query {logql!r}: {err.code} {err.read().decode(errors='replace')}") from err
+    if body.get("status") != "success":
+        raise LokiError(f"query {logql!r}: {body}")
+    return list(body["data"]["result"])
+
+
 class LokiServer(OneProcessService):
     """A running Loki; `stop()` (or leaving the `with` block) ends it. Its data lives in `work_dir/data`."""
 
@@ -200,6 +213,10 @@ class LokiServer(OneProcessService):
             values.append(value)
         payload = {"streams": [{"stream": dict(labels), "values": values}]}
         self._request("POST", "/loki/api/v1/push", json.dumps(payload).encode())
+
+    def query(self, logql: str) -> list[dict[str, Any]]:
+        """Instant query at now (see `instant_query`)."""
+        return instant_query(self.url, logql)
 
     def query_range(
         self, logql: str, *, since: float = 3600.0, limit: int = 1000, direction: str = "forward"

@@ -62,6 +62,38 @@ def write_config(
     path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
+def api(base_url: str, path: str, params: Mapping[str, str] | None = None) -> Any:
+    """GET <base_url>/api/v1/<path> of any Prometheus; returns `data`, raises PrometheusError on an error."""
+    url = f"{base_url}/api/v1/{path}"
+    if params:
+        url += "?" + urllib.parse.urlencode(params)
+    try:
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            body = json.load(resp)
+    except urllib.error.HTTPError as err:
+        try:
+            body = json.loads(err.read())
+        except ValueError:
+            raise PrometheusError(f"GET {url}: HTTP {err.code}") from err
+    if body.get("status") != "success":
+        raise PrometheusError(f"GET {url}: {body.get('errorType')}: {body.get('error')}")
+    return body["data"]
+
+
+def instant_query(base_url: str, promql: str, at: float | None = None) -> list[dict[str, Any]]:
+    """Instant query: the result list ({"metric": {...}, "value": [ts, "v"]} per series for a vector).
+
+    A scalar or string result comes back as one entry with an empty "metric".
+    """
+    params = {"query": promql}
+    if at is not None:
+        params["time"] = f"{at:.3f}"
+    data = api(base_url, "query", params)
+    if data["resultType"] in ("vector", "matrix"):
+        return list(data["result"])
+    return [{"metric": {}, "value": data["result"]}]
+
+
 class PrometheusServer(OneProcessService):
     stop_timeout = 15.0
 
@@ -174,33 +206,11 @@ class PrometheusServer(OneProcessService):
 
     def api(self, path: str, params: Mapping[str, str] | None = None) -> Any:
         """GET /api/v1/<path>; returns `data`, raises PrometheusError on an error answer."""
-        url = f"{self.url}/api/v1/{path}"
-        if params:
-            url += "?" + urllib.parse.urlencode(params)
-        try:
-            with urllib.request.urlopen(url, timeout=30) as resp:
-                body = json.load(resp)
-        except urllib.error.HTTPError as err:
-            try:
-                body = json.loads(err.read())
-            except ValueError:
-                raise PrometheusError(f"GET {url}: HTTP {err.code}") from err
-        if body.get("status") != "success":
-            raise PrometheusError(f"GET {url}: {body.get('errorType')}: {body.get('error')}")
-        return body["data"]
+        return api(self.url, path, params)
 
     def query(self, promql: str, at: float | None = None) -> list[dict[str, Any]]:
-        """Instant query: the result list ({"metric": {...}, "value": [ts, "v"]} per series for a vector).
-
-        A scalar or string result comes back as one entry with an empty "metric".
-        """
-        params = {"query": promql}
-        if at is not None:
-            params["time"] = f"{at:.3f}"
-        data = self.api("query", params)
-        if data["resultType"] in ("vector", "matrix"):
-            return list(data["result"])
-        return [{"metric": {}, "value": data["result"]}]
+        """Instant query (see `instant_query`)."""
+        return instant_query(self.url, promql, at)
 
     def wait_for(self, promql: str, timeout: float = 30.0, interval: float = 0.5) -> list[dict[str, Any]]:
         """Poll `query(promql)` until it returns something; TimeoutError otherwise."""
