@@ -186,11 +186,6 @@ class IngestionConsumer:
 
     # --- per message (hot path) ----------------------------------------------------------------
 
-    def handle(self, message: Any) -> None:
-        """One message; the caller records its offset (`handle_all` of a partition's messages does)."""
-        self.handle_all((message,))
-        self._batch.offsets[(message.topic, message.partition)] = message.offset + 1
-
     def handle_all(self, messages: Sequence[Any]) -> None:
         """Decode, validate and stage messages of one partition, in order (the hot path: locals only)."""
         batch, loki_batch = self._batch, self._loki_batch
