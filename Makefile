@@ -31,12 +31,12 @@ tools: ## Install Kafka, Prometheus, Loki (and the Kubernetes tools) into $(INGE
 	bash scripts/tools.sh
 
 .PHONY: lint
-LINTED := src tests k8s-operator bench
+LINTED := src tests k8s-operator bench devstack
 
 lint: ## ruff and mypy
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
-	$(BIN)/mypy src k8s-operator/src tests bench
+	$(BIN)/mypy src k8s-operator/src tests bench devstack
 
 .PHONY: generate
 generate: ## Rewrite the generated rules, dashboards and operator examples (a test fails when they are stale)
@@ -60,16 +60,16 @@ bench: tools ## Throughput and memory against the physical limits on the real se
 
 .PHONY: demo
 demo: ## Start Kafka, Prometheus, Loki and the consumer locally, ingest the sample, print a summary
-	$(BIN)/ingestion-demo up --dir $(DEMO_DIR) --kafka-port $(KAFKA_PORT) --prometheus-port $(PROMETHEUS_PORT) \
+	$(BIN)/python -m devstack.demo up --dir $(DEMO_DIR) --kafka-port $(KAFKA_PORT) --prometheus-port $(PROMETHEUS_PORT) \
 		--loki-port $(LOKI_PORT) --metrics-port $(METRICS_PORT)
 
 .PHONY: demo-down
 demo-down: ## Stop everything make demo started
-	$(BIN)/ingestion-demo down --dir $(DEMO_DIR)
+	$(BIN)/python -m devstack.demo down --dir $(DEMO_DIR)
 
 .PHONY: health
 health: ## Check each endpoint of the running demo (Prometheus, Loki, consumer, Kafka)
-	$(BIN)/ingestion-demo health --kafka-port $(KAFKA_PORT) --prometheus-port $(PROMETHEUS_PORT) \
+	$(BIN)/python -m devstack.demo health --kafka-port $(KAFKA_PORT) --prometheus-port $(PROMETHEUS_PORT) \
 		--loki-port $(LOKI_PORT) --metrics-port $(METRICS_PORT)
 
 .PHONY: ingest

@@ -12,8 +12,8 @@ from typing import Any
 from bench import consumer as consumer_bench
 from bench import producer
 from bench.services import Services
-from ingestion_observability.localstack.consumer import ConsumerProcess
-from ingestion_observability.localstack.prometheus import CONSUMER_JOB
+from devstack.consumer import ConsumerProcess
+from devstack.prometheus import CONSUMER_JOB
 
 
 @dataclass

@@ -18,7 +18,7 @@ from kafka.errors import KafkaError
 
 from bench import procstat
 from bench.profile import Sampler, summarise
-from ingestion_observability.localstack.consumer import ConsumerProcess
+from devstack.consumer import ConsumerProcess
 
 POLL_SECONDS = 0.05
 MIB = 1024 * 1024

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import procstat
-from ingestion_observability.localstack.process import ServiceProcess, free_port, http_ok
+from devstack.process import ServiceProcess, free_port, http_ok
 from ingestion_observability.render import RenderConfig, render_dashboard, render_rules
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,8 +50,8 @@ def measure(work: Path, count: int) -> dict[str, Any]:
     if not operator_bin.is_file():
         return _skip("ingestion-operator is not installed (pip install -e k8s-operator)")
     try:
-        from ingestion_observability.localstack.kube import KubeControlPlane, crd_files
-        from ingestion_observability.localstack.tools import ToolMissingError
+        from devstack.kube import KubeControlPlane, crd_files
+        from devstack.tools import ToolMissingError
         from ingestion_operator.children import API_VERSION, GROUP, KIND, PLURAL, VERSION
     except ImportError as exc:
         return _skip(f"operator or Kubernetes launcher not importable: {exc}")

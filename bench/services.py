@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ingestion_observability.localstack.kafka import KafkaBroker
-from ingestion_observability.localstack.loki import LokiServer
-from ingestion_observability.localstack.prometheus import PrometheusServer
+from devstack.kafka import KafkaBroker
+from devstack.loki import LokiServer
+from devstack.prometheus import PrometheusServer
 
 # Loki's defaults (4 MB/s per tenant, 3 MB/s per stream) are far below what the consumer sends at
 # 50 000 events/s (~35 MB/s of lines): the bench raises them so that Loki's limits are not what is measured.

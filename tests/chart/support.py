@@ -21,9 +21,9 @@ from typing import Any
 
 import yaml
 
-from ingestion_observability.localstack.kube import crd_files as kube_crd_files
-from ingestion_observability.localstack.kube import load_manifests
-from ingestion_observability.localstack.tools import binary
+from devstack.kube import crd_files as kube_crd_files
+from devstack.kube import load_manifests
+from devstack.tools import binary
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "ingestion-observability"

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ingestion_observability.localstack.kube import KubeApiError, KubeControlPlane
+from devstack.kube import KubeApiError, KubeControlPlane
 
 from .conftest import FULL_OVERRIDES, KIND_VALUES
 from .support import Manifest, crd_files, parse_manifests, run_helm, values_args

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from ingestion_observability.localstack.consumer import ConsumerProcess
-from ingestion_observability.localstack.kafka import KafkaBroker
-from ingestion_observability.localstack.loki import LokiServer
-from ingestion_observability.localstack.prometheus import PrometheusServer
+from devstack.consumer import ConsumerProcess
+from devstack.kafka import KafkaBroker
+from devstack.loki import LokiServer
+from devstack.prometheus import PrometheusServer
 from tests.integration.support import produce, wait_until
 
 REPO = Path(__file__).resolve().parents[2]

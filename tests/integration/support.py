@@ -11,8 +11,8 @@ from typing import Any
 import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from devstack.loki import LokiServer
 from ingestion_observability.event import normalise
-from ingestion_observability.localstack.loki import LokiServer
 from ingestion_observability.producer import cli as producer_cli
 from ingestion_observability.producer.generate import generate_records
 

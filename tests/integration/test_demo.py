@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ingestion_observability.localstack import demo
-from ingestion_observability.localstack.process import free_port
+from devstack import demo
+from devstack.process import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from ingestion_observability.localstack.kube import KubeApiError, KubeControlPlane, crd_files
-from ingestion_observability.localstack.tools import binary
+from devstack.kube import KubeApiError, KubeControlPlane, crd_files
+from devstack.tools import binary
 
 pytestmark = pytest.mark.integration
 

@@ -7,15 +7,8 @@ from typing import Any
 
 import pytest
 
-from ingestion_observability.render import (
-    RenderConfig,
-    dashboard_queries,
-    render_dashboard,
-    render_rules,
-    rule_queries,
-    substitute,
-)
-from ingestion_observability.render.queries import Query
+from devstack.queries import Query, dashboard_queries, rule_queries, substitute
+from ingestion_observability.render import RenderConfig, render_dashboard, render_rules
 from ingestion_observability.sample import sample_logs_path
 from tests.integration.conftest import Pipeline
 from tests.integration.support import wait_until

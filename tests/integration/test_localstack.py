@@ -11,10 +11,10 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaTimeoutError
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
-from ingestion_observability.localstack.kafka import KafkaBroker
-from ingestion_observability.localstack.loki import LokiServer
-from ingestion_observability.localstack.process import free_port
-from ingestion_observability.localstack.prometheus import PrometheusError, PrometheusServer
+from devstack.kafka import KafkaBroker
+from devstack.loki import LokiServer
+from devstack.process import free_port
+from devstack.prometheus import PrometheusError, PrometheusServer
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from devstack.kafka import KafkaBroker
 from ingestion_observability.event import normalise
-from ingestion_observability.localstack.kafka import KafkaBroker
 from tests.integration.support import produce, read_topic, runs
 
 pytestmark = pytest.mark.integration

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from ingestion_observability.localstack.consumer import ConsumerProcess
-from ingestion_observability.localstack.kafka import KafkaBroker
-from ingestion_observability.localstack.loki import LokiServer
-from ingestion_observability.localstack.process import free_port
+from devstack.consumer import ConsumerProcess
+from devstack.kafka import KafkaBroker
+from devstack.loki import LokiServer
+from devstack.process import free_port
 from tests.integration.support import (
     committed,
     lag,

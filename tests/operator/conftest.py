@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ingestion_observability.localstack.kube import KubeControlPlane, crd_files
-from ingestion_observability.localstack.process import ServiceProcess, free_port, http_ok
+from devstack.kube import KubeControlPlane, crd_files
+from devstack.process import ServiceProcess, free_port, http_ok
 from tests.operator.support import CRD_FILE
 
 NAMESPACE = "sources"  # the functional tests

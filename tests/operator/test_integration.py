@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
-from ingestion_observability.localstack.kube import KubeApiError, KubeControlPlane
+from devstack.kube import KubeApiError, KubeControlPlane
 from ingestion_observability.render import RenderConfig, render_dashboard, render_rules
 from ingestion_operator.children import API_VERSION, GROUP, PLURAL, VERSION, Children, build
 from ingestion_operator.settings import ChildSettings

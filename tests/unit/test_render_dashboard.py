@@ -6,15 +6,14 @@ from typing import Any
 
 import pytest
 
+from devstack.queries import dashboard_queries, substitute
 from ingestion_observability.render import (
     Datasources,
     RenderConfig,
     Slo,
-    dashboard_queries,
     dashboard_uid,
     quote,
     render_dashboard,
-    substitute,
 )
 
 ROWS = [

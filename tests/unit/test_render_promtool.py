@@ -16,15 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
-from ingestion_observability.localstack.tools import binary
-from ingestion_observability.render import (
-    RenderConfig,
-    Slo,
-    dashboard_queries,
-    render_dashboard,
-    render_rules,
-    substitute,
-)
+from devstack.queries import dashboard_queries, substitute
+from devstack.tools import binary
+from ingestion_observability.render import RenderConfig, Slo, render_dashboard, render_rules
 from ingestion_observability.render.cli import rules_yaml
 from ingestion_observability.sample import sample_logs_path
 

@@ -4,7 +4,8 @@ import dataclasses
 import re
 from typing import Any
 
-from ingestion_observability.render import RenderConfig, Slo, Thresholds, render_rules, rule_queries
+from devstack.queries import rule_queries
+from ingestion_observability.render import RenderConfig, Slo, Thresholds, render_rules
 from ingestion_observability.render.config import source_key
 
 ALERTS = [

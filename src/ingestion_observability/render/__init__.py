@@ -16,24 +16,19 @@ from ingestion_observability.render.config import (
 )
 from ingestion_observability.render.dashboard import dashboard_uid, render_dashboard
 from ingestion_observability.render.promql import quote
-from ingestion_observability.render.queries import Query, dashboard_queries, rule_queries, substitute
 from ingestion_observability.render.rules import render_rules
 
 __all__ = [
     "ConfigError",
     "Datasources",
     "ErrorBurst",
-    "Query",
     "RenderConfig",
     "Slo",
     "Thresholds",
     "config_from_mapping",
-    "dashboard_queries",
     "dashboard_uid",
     "load_config",
     "quote",
     "render_dashboard",
     "render_rules",
-    "rule_queries",
-    "substitute",
 ]

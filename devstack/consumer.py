@@ -9,7 +9,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from ingestion_observability.localstack.process import OneProcessService, ServiceProcess, free_port, http_ok
+from devstack.process import OneProcessService, ServiceProcess, free_port, http_ok
 
 
 class ConsumerProcess(OneProcessService):

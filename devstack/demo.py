@@ -19,21 +19,16 @@ from pathlib import Path
 
 import yaml
 
-from ingestion_observability.localstack.consumer import ConsumerProcess
-from ingestion_observability.localstack.kafka import KafkaBroker
-from ingestion_observability.localstack.loki import LokiServer
-from ingestion_observability.localstack.loki import instant_query as loki_query
-from ingestion_observability.localstack.process import http_ok, port_open
-from ingestion_observability.localstack.prometheus import PrometheusServer
-from ingestion_observability.localstack.prometheus import instant_query as prometheus_query
+from devstack.consumer import ConsumerProcess
+from devstack.kafka import KafkaBroker
+from devstack.loki import LokiServer
+from devstack.loki import instant_query as loki_query
+from devstack.process import http_ok, port_open
+from devstack.prometheus import PrometheusServer
+from devstack.prometheus import instant_query as prometheus_query
+from devstack.queries import dashboard_queries, substitute
 from ingestion_observability.producer import cli as producer_cli
-from ingestion_observability.render import (
-    RenderConfig,
-    dashboard_queries,
-    render_dashboard,
-    render_rules,
-    substitute,
-)
+from ingestion_observability.render import RenderConfig, render_dashboard, render_rules
 
 TOPIC = "ingestion-logs"
 STOP_ORDER = ("consumer", "prometheus", "loki", "kafka")  # drain first, storage last
