@@ -76,7 +76,7 @@ def measure(
     consumer_bench.run(
         work / "consumer-cardinality.log",
         services.kafka.bootstrap_servers,
-        services.loki.url,
+        services.logstore.push_url,
         topic,
         result.runs,
         group="bench-cardinality",

@@ -104,7 +104,7 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
     )
     services = ", ".join(f"{k} {v}" for k, v in consumer["services_cpu_us_per_event"].items())
     add(
-        "consumer end to end (real Loki)",
+        "consumer end to end (real log store: VictoriaLogs)",
         f"{_n(consumer['events_per_second'])} ev/s",
         f"{consumer['us_per_event']} µs/event; CPU µs/event: consumer {consumer['cpu_us_per_event']}, "
         + services,
@@ -112,7 +112,7 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
     )
     add("consumer / raw poll loop", f"{consumer['ratio_to_raw']:.2f}", "", "consumer / raw poll loop")
     add(
-        "Loki push of one batch",
+        "log-store push of one batch",
         f"{consumer['loki_push_ms_avg']} ms",
         f"{_n(consumer['loki_lines_per_push'])} lines per push, two pushes in flight while the next batch "
         "is staged",
@@ -127,7 +127,7 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
     add(
         "whole pipeline, CPU bound of this machine",
         f"{_n(consumer['machine_cpu_bound_events_per_second'])} ev/s",
-        f"{cores} cores / (consumer + Loki + Kafka CPU per event)",
+        f"{cores} cores / (consumer + log store + Kafka CPU per event)",
     )
     if "consumer_null_loki" in results:
         alone = results["consumer_null_loki"]

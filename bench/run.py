@@ -28,7 +28,7 @@ from bench import cardinality, kafka_raw, operator, procstat, producer
 from bench import consumer as consumer_bench
 from bench.null_loki import NullLoki
 from bench.report import evaluate_targets, markdown, table
-from bench.services import BENCH_LOKI_LIMITS, PARTITIONS, running
+from bench.services import PARTITIONS, running
 from ingestion_observability.consumer.runner import KAFKA_CONSUMER_CONFIG
 
 # glibc's malloc as the consumer image may set it: two arenas instead of one per thread, and large buffers
@@ -95,11 +95,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "events": args.events,
         "memory_events": args.memory_events,
         "partitions": PARTITIONS,
-        "loki_limits": BENCH_LOKI_LIMITS,
+        "log_store": "VictoriaLogs (Loki push API)",
         "consumer_kafka_config": KAFKA_CONSUMER_CONFIG,
     }
     with work_dir(args.work_dir) as work:
-        step(f"starting Kafka, Loki, Prometheus in {work}")
+        step(f"starting Kafka, VictoriaLogs, Prometheus in {work}")
         with running(work) as services:
             bootstrap = services.kafka.bootstrap_servers
             step(f"generating {args.events} records (ingestion-producer --generate --output)")
@@ -126,16 +126,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
             step("raw kafka-python poll loop")
             raw = [kafka_raw.poll_loop(bootstrap, topic, args.events, KAFKA_CONSUMER_CONFIG)]
-            step("consumer end to end (real Loki)")
+            step("consumer end to end (real log store: VictoriaLogs)")
             run_ = consumer_bench.run(
                 work / "consumer-throughput.log",
                 bootstrap,
-                services.loki.url,
+                services.logstore.push_url,
                 topic,
                 args.events,
                 group="bench-throughput",
                 profile=work / "profile.txt" if args.profile else None,
-                others={"loki": services.loki.pid, "kafka": services.kafka.pid},
+                others={"logstore": services.logstore.pid, "kafka": services.kafka.pid},
             )
             step("consumer, Loki replaced by a null sink (the consumer's own limit)")
             with NullLoki() as null_loki:
@@ -196,7 +196,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     mem = consumer_bench.run(
                         work / f"consumer-{name}.log",
                         bootstrap,
-                        services.loki.url,
+                        services.logstore.push_url,
                         memory_topic,
                         args.memory_events,
                         group=f"bench-{name}",

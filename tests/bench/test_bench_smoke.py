@@ -80,7 +80,7 @@ def test_raw_poll_loop_and_consumer(results: dict[str, Any]) -> None:
         assert metrics["ingestion_consumer_messages_total{result=duplicate}"] == 0
     consumer = results["consumer"]
     assert consumer["metrics"]["ingestion_consumer_loki_entries_total"] == EVENTS  # accepted by the real Loki
-    assert set(consumer["services_cpu_us_per_event"]) == {"loki", "kafka"}
+    assert set(consumer["services_cpu_us_per_event"]) == {"logstore", "kafka"}
     positive(consumer, "one_core_events_per_second", "machine_cpu_bound_events_per_second")
     positive(consumer, "loki_push_ms_avg", "loki_lines_per_push")
 

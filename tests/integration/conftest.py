@@ -1,4 +1,4 @@
-"""Session-wide real services (Kafka, Loki) on free ports; each test has its own topic, group, Loki job."""
+"""Session-wide real services (Kafka, VictoriaLogs) on free ports; each test has its own topic, group, job."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 
 from devstack.consumer import ConsumerProcess
 from devstack.kafka import KafkaBroker
-from devstack.loki import LokiServer
 from devstack.prometheus import PrometheusServer
+from devstack.victorialogs import VictoriaLogsServer
 from tests.integration.support import produce, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,8 +31,8 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
 
 
 @pytest.fixture(scope="session")
-def loki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LokiServer]:
-    with LokiServer.start(tmp_path_factory.mktemp("loki")) as server:
+def logstore(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VictoriaLogsServer]:
+    with VictoriaLogsServer.start(tmp_path_factory.mktemp("victorialogs")) as server:
         yield server
 
 
@@ -52,7 +52,7 @@ def logs_dir(tmp_path: Path) -> Path:
 @dataclass
 class Pipeline:
     kafka: KafkaBroker
-    loki: LokiServer
+    logstore: VictoriaLogsServer
     prometheus: PrometheusServer
     consumer: ConsumerProcess
     producer_exit: int
@@ -61,7 +61,7 @@ class Pipeline:
 
 @pytest.fixture(scope="session")
 def pipeline(
-    kafka: KafkaBroker, loki: LokiServer, tmp_path_factory: pytest.TempPathFactory
+    kafka: KafkaBroker, logstore: VictoriaLogsServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Pipeline]:
     """The sample logs.json ingested through the real services, Prometheus loaded with the chart's rules."""
     work = tmp_path_factory.mktemp("pipeline")
@@ -69,7 +69,7 @@ def pipeline(
     kafka.create_topics([topic, f"{topic}.dlq"], partitions=3)
     with (
         ConsumerProcess.start(
-            work / "consumer.log", kafka.bootstrap_servers, loki.url, topic=topic
+            work / "consumer.log", kafka.bootstrap_servers, logstore.push_url, topic=topic
         ) as consumer,
         PrometheusServer.start(
             work / "prometheus",
@@ -85,4 +85,4 @@ def pipeline(
             exit_code = produce(kafka.bootstrap_servers, topic, "--rebase-time")
         wait_until(lambda: consumer.total("ingestion_runs_total") == 72, what="72 runs counted")
         prometheus.wait_for("count(ingestion_runs_total) == 72", timeout=30)
-        yield Pipeline(kafka, loki, prometheus, consumer, exit_code, out.getvalue())
+        yield Pipeline(kafka, logstore, prometheus, consumer, exit_code, out.getvalue())

@@ -1,10 +1,17 @@
-"""The generated rules and dashboard, run against the real Prometheus and Loki fed with the sample."""
+"""The generated rules and dashboard against the real Prometheus and the log store fed with the sample.
+
+PromQL runs live. The log store is VictoriaLogs, which takes Loki's pushes but not LogQL: the LogQL
+panels are parsed by Grafana's grammar (tests/unit/test_dashboard_grammar.py), and here every label and
+field they select or extract is proven to exist in the lines the consumer pushed, read back with LogsQL.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
+import orjson
 import pytest
 
 from devstack.queries import Query, dashboard_queries, rule_queries, substitute
@@ -20,20 +27,35 @@ DASHBOARD = render_dashboard(RenderConfig())
 QUERIES = dashboard_queries(DASHBOARD)
 
 
-def loki_query(pipeline: Pipeline, query: Query) -> list[dict[str, Any]]:
-    expr = substitute(query.expr)
-    if query.instant:
-        return pipeline.loki.query(expr)
-    return pipeline.loki.query_range(expr, since=3600)
+LOKI_QUERIES = [q for q in QUERIES if q.datasource == "loki"]
+# The parts of our LogQL that name what a line must carry: stream matchers, label filters, json extractions.
+SELECTOR = re.compile(r"^(?:\w+\()*\{(?P<matchers>[^}]*)\}")
+MATCHER = re.compile(r'(\w+)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"')
+LABEL_FILTER = re.compile(r'\|\s*(\w+)\s*(?:=~|!~|!=|=)\s*"')
+JSON_STAGE = re.compile(r"\|\s*json\s+((?:\w+=\"[^\"]*\"(?:,\s*)?)+)")
+EXTRACTION = re.compile(r'(\w+)="([^"]*)"')
+UNWRAP = re.compile(r"\|\s*unwrap\s+(\w+)")
+
+
+def logsql_filter(logql: str) -> str:
+    """The LogsQL filter selecting the stream a LogQL query reads (its equality matchers; regexes are .*)."""
+    selector = SELECTOR.match(substitute(logql))
+    assert selector, logql
+    exact = [(name, value) for name, op, value in MATCHER.findall(selector["matchers"]) if op == "="]
+    return " ".join(f'{name}:="{value}"' for name, value in exact)
+
+
+def json_path(line: dict[str, Any], path: str) -> Any:
+    value: Any = line
+    for part in path.split("."):
+        assert isinstance(value, dict) and part in value, f"{path} not in {line}"
+        value = value[part]
+    return value
 
 
 def stat(pipeline: Pipeline, title: str) -> float:
     [query] = [q for q in QUERIES if q.panel == title]
-    if query.datasource == "loki":
-        result = loki_query(pipeline, query)
-    else:
-        result = pipeline.prometheus.query(substitute(query.expr))
-    return float(result[0]["value"][1])
+    return float(pipeline.prometheus.query(substitute(query.expr))[0]["value"][1])
 
 
 def test_prometheus_loaded_the_nine_alerts(pipeline: Pipeline) -> None:
@@ -76,13 +98,35 @@ def test_every_rule_expression_runs(pipeline: Pipeline) -> None:
         pipeline.prometheus.query(expr)  # raises on a parse or execution error
 
 
-def test_every_dashboard_query_runs(pipeline: Pipeline) -> None:
+def test_every_prometheus_panel_query_runs(pipeline: Pipeline) -> None:
     assert {q.datasource for q in QUERIES} == {"prometheus", "loki"}
     for query in QUERIES:
         if query.datasource == "prometheus":
-            pipeline.prometheus.query(substitute(query.expr))
-        else:
-            loki_query(pipeline, query)
+            pipeline.prometheus.query(substitute(query.expr))  # raises on a parse or execution error
+
+
+@pytest.mark.parametrize("query", LOKI_QUERIES, ids=lambda q: q.panel)
+def test_loki_panel_finds_what_it_selects_and_extracts(pipeline: Pipeline, query: Query) -> None:
+    expr = substitute(query.expr)
+    rows = pipeline.logstore.query(logsql_filter(query.expr))
+    assert rows, f"{query.panel}: no line matches {logsql_filter(query.expr)}"
+    selector = SELECTOR.match(expr)
+    assert selector
+    wanted = {name for name, _, _ in MATCHER.findall(selector["matchers"])}
+    extracted = {name: path for stage in JSON_STAGE.findall(expr) for name, path in EXTRACTION.findall(stage)}
+    assert extracted, f"{query.panel}: no json stage"
+    for row in rows:
+        stream = set(re.findall(r'(\w+)="', row["_stream"]))
+        assert wanted <= stream, f"{query.panel}: stream labels {wanted - stream} missing"
+        # a label filter reads a stream label, the objet structured metadata, or an extracted field
+        for name in LABEL_FILTER.findall(expr):
+            if name.startswith("__"):  # Loki's own labels (__error__)
+                continue
+            assert name in stream or name in row or name in extracted, f"{query.panel}: no {name}"
+        line = orjson.loads(row["_msg"])
+        values = {name: json_path(line, path) for name, path in extracted.items()}
+        for name in UNWRAP.findall(expr):
+            assert isinstance(values[name], int | float), f"{query.panel}: {name} is not a number"
 
 
 def test_key_panels_show_the_seed_values(pipeline: Pipeline) -> None:
@@ -90,13 +134,17 @@ def test_key_panels_show_the_seed_values(pipeline: Pipeline) -> None:
     assert stat(pipeline, "Échecs") == 1
     assert stat(pipeline, "Taux d'échec (%)") == pytest.approx(1 / 72)  # shown as 1.39 % (percentunit)
     assert 1 <= stat(pipeline, "p95 durée (s)") <= 3
+    # "Max mémoire (MB)": the max of the field its LogQL unwraps, computed by the log store with LogsQL
+    [query] = [q for q in LOKI_QUERIES if q.panel == "Max mémoire (MB)"]
+    [(_, path)] = EXTRACTION.findall(JSON_STAGE.findall(query.expr)[0])
+    [row] = pipeline.logstore.query(
+        f"{logsql_filter(query.expr)} | unpack_json fields ({path}) | stats max({path}) as m"
+    )
     max_memory = max(r["memory_used"] for r in json.loads(sample_logs_path().read_text()))
-    assert stat(pipeline, "Max mémoire (MB)") == max_memory  # exact, from the Loki lines
+    assert float(row["m"]) == max_memory
 
 
 def test_errors_table_lists_the_failed_run(pipeline: Pipeline) -> None:
     [query] = [q for q in QUERIES if q.panel == "Les 5 derniers échecs"]
-    streams = loki_query(pipeline, query)
-    lines = [value[1] for stream in streams for value in stream["values"]]
-    assert len(lines) == 1
-    assert "EventFactureApplication" in lines[0]
+    lines = [orjson.loads(row["_msg"]) for row in pipeline.logstore.query(logsql_filter(query.expr))]
+    assert [line["objet"]["name"] for line in lines] == ["EventFactureApplication"]

@@ -1,14 +1,21 @@
-"""End to end on the real services: sample logs.json → producer → Kafka → consumer → Prometheus + Loki."""
+"""End to end on the real services: sample logs.json → producer → Kafka → consumer → Prometheus, log store."""
 
 from __future__ import annotations
 
+import re
 import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import orjson
 import pytest
 
+from devstack.consumer import ConsumerProcess
+from devstack.kafka import KafkaBroker
+from devstack.victorialogs import VictoriaLogsServer
+from ingestion_observability.producer.generate import generate_records
 from tests.integration.conftest import Pipeline
-from tests.integration.support import loki_lines, wait_until
+from tests.integration.support import send_events, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -42,20 +49,21 @@ def test_last_run_timestamp_is_event_time(pipeline: Pipeline) -> None:
     assert newest > 0 and 0 <= age < 300
 
 
-def test_loki_holds_the_failed_run(pipeline: Pipeline) -> None:
-    lines = loki_lines(pipeline.loki, '{job="ingestion-logs"} |= "FAILED"')
-    assert len(lines) == 1
-    event = orjson.loads(lines[0])
+def test_log_store_holds_the_failed_run(pipeline: Pipeline) -> None:
+    store = pipeline.logstore
+    [row] = store.query('job:="ingestion-logs" etat:="FAILED"')
+    event = orjson.loads(row["_msg"])
     assert (event["source"]["name"], event["objet"]["name"], event["etat"]) == (
         "sharepoint_graph",
         "EventFactureApplication",
         "FAILED",
     )
     assert "Timeout" in event["description"]
-    streams = pipeline.loki.query_range('{job="ingestion-logs", source="sharepoint_graph", etat="FAILED"}')
-    assert streams and set(streams[0]["stream"]) >= {"job", "source", "etat", "entreprise", "zone"}
-    assert "objet" not in streams[0]["stream"] or streams[0]["stream"]["objet"] == "EventFactureApplication"
-    assert len(loki_lines(pipeline.loki, '{job="ingestion-logs"}')) == 72
+    # Loki stream labels (low cardinality) and objet as structured metadata, as the dashboards select them
+    assert set(re.findall(r'(\w+)="', row["_stream"])) == {"job", "source", "etat", "entreprise", "zone"}
+    assert row["objet"] == "EventFactureApplication"
+    assert store.count('job:="ingestion-logs"') == 72
+    assert store.rows_dropped() == 0
 
 
 def test_consumer_endpoints(pipeline: Pipeline) -> None:
@@ -67,3 +75,24 @@ def test_consumer_endpoints(pipeline: Pipeline) -> None:
     wait_until(lambda: pipeline.consumer.total("kafka_consumer_lag", topic=TOPIC) == 0, what="lag back to 0")
     lag_series = [s for s in pipeline.consumer.samples() if s[0] == "kafka_consumer_lag"]
     assert {labels["partition"] for _, labels, _ in lag_series} == {"0", "1", "2"}
+
+
+def test_no_line_dropped_for_its_age(
+    kafka: KafkaBroker, logstore: VictoriaLogsServer, topic: str, tmp_path: Path
+) -> None:
+    """Runs that ended 30 days ago: older than the store (and Loki) accept, yet every line is kept."""
+    month_ago = datetime.now(UTC) - timedelta(days=30)
+    records = list(generate_records(200, seed=30, start=month_ago))
+    with ConsumerProcess.start(
+        tmp_path / "consumer.log",
+        kafka.bootstrap_servers,
+        logstore.push_url,
+        topic=topic,
+        group_id=f"{topic}-group",
+        extra_args=[f"--loki-job={topic}"],
+    ) as consumer:
+        consumer.wait_ready()
+        send_events(kafka.bootstrap_servers, topic, records)
+        wait_until(lambda: consumer.total("ingestion_runs_total") == 200, what="200 runs counted")
+        wait_until(lambda: logstore.count(f'job:="{topic}"') == 200, what="200 lines stored")
+    assert logstore.rows_dropped() == 0

@@ -1,4 +1,4 @@
-"""The consumer under restarts, crashes, poison messages and a Loki outage: totals stay exact."""
+"""The consumer under restarts, crashes, poison messages and a log-store outage: totals stay exact."""
 
 from __future__ import annotations
 
@@ -12,17 +12,17 @@ import pytest
 
 from devstack.consumer import ConsumerProcess
 from devstack.kafka import KafkaBroker
-from devstack.loki import LokiServer
 from devstack.process import free_port
+from devstack.victorialogs import VictoriaLogsServer
 from tests.integration.support import (
     committed,
     lag,
-    loki_count,
     produce,
     read_topic,
     runs,
     send_events,
     send_raw,
+    stored_lines,
     wait_until,
     write_generated,
 )
@@ -32,11 +32,11 @@ pytestmark = pytest.mark.integration
 PROCESSED = "ingestion_consumer_messages_total"
 
 
-def start_consumer(kafka: KafkaBroker, loki_url: str, topic: str, log: Path) -> ConsumerProcess:
+def start_consumer(kafka: KafkaBroker, push_url: str, topic: str, log: Path) -> ConsumerProcess:
     consumer = ConsumerProcess.start(
         log,
         kafka.bootstrap_servers,
-        loki_url,
+        push_url,
         topic=topic,
         group_id=f"{topic}-group",
         extra_args=[f"--loki-job={topic}", "--session-timeout-ms=6000"],  # restarts after SIGKILL rejoin fast
@@ -50,11 +50,11 @@ def processed(consumer: ConsumerProcess) -> float:
 
 
 def test_stopped_consumer_catches_up_exactly(
-    kafka: KafkaBroker, loki: LokiServer, topic: str, tmp_path: Path
+    kafka: KafkaBroker, logstore: VictoriaLogsServer, topic: str, tmp_path: Path
 ) -> None:
     first = write_generated(tmp_path / "first.ndjson", 500, day=1)
     second = write_generated(tmp_path / "second.ndjson", 300, day=2)
-    consumer = start_consumer(kafka, loki.url, topic, tmp_path / "consumer-1.log")
+    consumer = start_consumer(kafka, logstore.push_url, topic, tmp_path / "consumer-1.log")
     assert produce(kafka.bootstrap_servers, topic, f"--file={first}") == 0
     wait_until(lambda: processed(consumer) == 500, what="500 processed")
     assert consumer.total("ingestion_runs_total") == 500
@@ -65,21 +65,21 @@ def test_stopped_consumer_catches_up_exactly(
     assert produce(kafka.bootstrap_servers, topic, f"--file={second}") == 0
     assert lag(kafka.bootstrap_servers, f"{topic}-group", topic) == 300
 
-    with start_consumer(kafka, loki.url, topic, tmp_path / "consumer-2.log") as restarted:
+    with start_consumer(kafka, logstore.push_url, topic, tmp_path / "consumer-2.log") as restarted:
         wait_until(lambda: processed(restarted) == 300, what="the 300 produced while stopped")
         time.sleep(2)  # nothing more arrives: no redelivery of the first 500
         assert processed(restarted) == 300
         assert restarted.total(PROCESSED, result="duplicate") == 0
         assert restarted.total("ingestion_runs_total") == 300
     assert lag(kafka.bootstrap_servers, f"{topic}-group", topic) == 0
-    wait_until(lambda: loki_count(loki, f'{{job="{topic}"}}') == 800, what="800 lines in Loki")
+    wait_until(lambda: stored_lines(logstore, topic) == 800, what="800 lines in the log store")
 
 
 def test_redelivered_runs_are_counted_once(
-    kafka: KafkaBroker, loki: LokiServer, topic: str, tmp_path: Path
+    kafka: KafkaBroker, logstore: VictoriaLogsServer, topic: str, tmp_path: Path
 ) -> None:
     records = list(runs(200, day=3))
-    with start_consumer(kafka, loki.url, topic, tmp_path / "consumer.log") as consumer:
+    with start_consumer(kafka, logstore.push_url, topic, tmp_path / "consumer.log") as consumer:
         send_events(kafka.bootstrap_servers, topic, records)
         wait_until(lambda: processed(consumer) == 200, what="200 processed")
         send_events(kafka.bootstrap_servers, topic, records)  # the same runs again (a replay)
@@ -91,7 +91,7 @@ def test_redelivered_runs_are_counted_once(
 
 
 def test_sigkill_mid_stream_loses_and_doubles_nothing(
-    kafka: KafkaBroker, loki: LokiServer, topic: str, tmp_path: Path
+    kafka: KafkaBroker, logstore: VictoriaLogsServer, topic: str, tmp_path: Path
 ) -> None:
     total, chunk = 12_000, 100
     records = list(runs(total, day=4))
@@ -109,7 +109,7 @@ def test_sigkill_mid_stream_loses_and_doubles_nothing(
     rng = random.Random(7)
     for lifetime in range(3):
         before = committed(kafka.bootstrap_servers, group, topic)
-        consumer = start_consumer(kafka, loki.url, topic, tmp_path / f"consumer-{lifetime}.log")
+        consumer = start_consumer(kafka, logstore.push_url, topic, tmp_path / f"consumer-{lifetime}.log")
         time.sleep(rng.uniform(0.5, 2.5))  # a different point of the stream each time
         seen = processed(consumer)
         consumer.process.signal(signal.SIGKILL)
@@ -123,12 +123,12 @@ def test_sigkill_mid_stream_loses_and_doubles_nothing(
     producer.join(120)
 
     rest = lag(kafka.bootstrap_servers, group, topic)
-    with start_consumer(kafka, loki.url, topic, tmp_path / "consumer-last.log") as consumer:
+    with start_consumer(kafka, logstore.push_url, topic, tmp_path / "consumer-last.log") as consumer:
         wait_until(lambda: lag(kafka.bootstrap_servers, group, topic) == 0, timeout=120, what="caught up")
         wait_until(lambda: processed(consumer) == rest, what="the rest processed")
         assert consumer.total("ingestion_runs_total") == rest
         assert consumer.total(PROCESSED, result="duplicate") == 0
-    wait_until(lambda: loki_count(loki, f'{{job="{topic}"}}') == total, timeout=60, what="every line in Loki")
+    wait_until(lambda: stored_lines(logstore, topic) == total, timeout=60, what="every line in the log store")
 
 
 POISON: list[bytes | None] = [
@@ -145,9 +145,9 @@ POISON: list[bytes | None] = [
 
 
 def test_poison_messages_go_to_the_dlq(
-    kafka: KafkaBroker, loki: LokiServer, topic: str, tmp_path: Path
+    kafka: KafkaBroker, logstore: VictoriaLogsServer, topic: str, tmp_path: Path
 ) -> None:
-    with start_consumer(kafka, loki.url, topic, tmp_path / "consumer.log") as consumer:
+    with start_consumer(kafka, logstore.push_url, topic, tmp_path / "consumer.log") as consumer:
         send_raw(kafka.bootstrap_servers, topic, POISON)
         wait_until(lambda: consumer.total(PROCESSED, result="invalid") == len(POISON), what="poison counted")
         assert consumer.total("ingestion_runs_total") == 0
@@ -164,14 +164,14 @@ def test_poison_messages_go_to_the_dlq(
         assert lag(kafka.bootstrap_servers, f"{topic}-group", topic) == 0
 
 
-def test_loki_outage_pauses_and_loses_nothing(kafka: KafkaBroker, topic: str, tmp_path: Path) -> None:
+def test_log_store_outage_pauses_and_loses_nothing(kafka: KafkaBroker, topic: str, tmp_path: Path) -> None:
     port = free_port()
-    outage_loki = LokiServer.start(tmp_path / "loki", port)
-    consumer = start_consumer(kafka, outage_loki.url, topic, tmp_path / "consumer.log")
+    outage_store = VictoriaLogsServer.start(tmp_path / "logstore", port)
+    consumer = start_consumer(kafka, outage_store.push_url, topic, tmp_path / "consumer.log")
     try:
         send_events(kafka.bootstrap_servers, topic, runs(50, day=6))
         wait_until(lambda: processed(consumer) == 50, what="50 processed")
-        outage_loki.stop()
+        outage_store.stop()
 
         send_events(kafka.bootstrap_servers, topic, runs(300, day=7))
         time.sleep(5)  # the consumer retries, paused: nothing committed, nothing counted
@@ -180,11 +180,11 @@ def test_loki_outage_pauses_and_loses_nothing(kafka: KafkaBroker, topic: str, tm
         assert consumer.total("ingestion_consumer_loki_push_failures_total") > 0
         assert consumer.process.alive()
 
-        outage_loki = LokiServer.start(tmp_path / "loki", port)
-        wait_until(lambda: processed(consumer) == 350, timeout=90, what="caught up after Loki came back")
+        outage_store = VictoriaLogsServer.start(tmp_path / "logstore", port)
+        wait_until(lambda: processed(consumer) == 350, timeout=90, what="caught up after the store came back")
         assert lag(kafka.bootstrap_servers, f"{topic}-group", topic) == 0
-        wait_until(lambda: loki_count(outage_loki, f'{{job="{topic}"}}') >= 300, what="lines in Loki")
-        assert loki_count(outage_loki, f'{{job="{topic}"}}') in (300, 350)  # the first 50 if Loki kept them
+        # the store flushed the first 50 when it stopped, and kept its data directory
+        wait_until(lambda: stored_lines(outage_store, topic) == 350, what="350 lines in the log store")
     finally:
         consumer.stop()
-        outage_loki.stop()
+        outage_store.stop()
