@@ -39,7 +39,8 @@ def test_prometheus_counts_the_seed_values(pipeline: Pipeline) -> None:
     assert prom.query("sum(ingestion_failures_total)")[0]["value"][1] == "1"
     # one histogram series per (source, objet), the seed's step 4
     assert len(prom.query("ingestion_duration_seconds_sum")) == 72
-    assert prom.query("count(ingestion_last_run_timestamp)")[0]["value"][1] == "5"
+    assert prom.query("count(ingestion_last_run_timestamp)")[0]["value"][1] == "72"  # one per objet
+    assert prom.query("count(max by (source) (ingestion_last_run_timestamp))")[0]["value"][1] == "5"
 
 
 def test_last_run_timestamp_is_event_time(pipeline: Pipeline) -> None:

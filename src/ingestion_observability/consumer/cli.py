@@ -17,9 +17,12 @@ from prometheus_client import (
     disable_created_metrics,
 )
 
+from ingestion_observability.consumer.export import StateCollector
 from ingestion_observability.consumer.health import HealthState, serve
-from ingestion_observability.consumer.metrics import IngestionMetrics
-from ingestion_observability.consumer.runner import ConsumerConfig, IngestionConsumer
+from ingestion_observability.consumer.loop import ConsumerConfig, IngestionConsumer
+from ingestion_observability.consumer.metrics import ConsumerMetrics
+from ingestion_observability.consumer.staging import StagingLimits
+from ingestion_observability.consumer.topics import StateTopicError
 from ingestion_observability.settings import add_common_flags, add_flag, setup_logging
 
 log = logging.getLogger("ingestion_observability.consumer")
@@ -60,9 +63,31 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
     )
     add_flag(
-        parser, "--dedupe-ttl", "DEDUPE_TTL_SECONDS", "21600", "how long a run key is remembered", type=float
+        parser,
+        "--recent-keys-per-objet",
+        "RECENT_KEYS_PER_OBJET",
+        "512",
+        "run keys remembered per objet (in its state) to count a redelivered or replayed run once",
+        type=int,
     )
-    add_flag(parser, "--dedupe-size", "DEDUPE_MAX_ENTRIES", "200000", "run keys remembered at most", type=int)
+    add_flag(
+        parser, "--state-topic", "KAFKA_STATE_TOPIC", None, "compacted changelog (default: <topic>.state)"
+    )
+    add_flag(
+        parser,
+        "--transactional-id",
+        "KAFKA_TRANSACTIONAL_ID",
+        None,
+        "transactional id, stable per replica (the pod name); default: <group>-<host>-<pid>",
+    )
+    add_flag(
+        parser,
+        "--rebuild-state",
+        "REBUILD_STATE",
+        "false",
+        "forget the changelog of the assigned partitions and recount them from the start of the topic",
+        type=_boolean,
+    )
     add_flag(
         parser,
         "--batch-max-bytes",
@@ -90,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _boolean(text: str) -> bool:
+    if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return text.lower() in ("true", "1", "yes")
+
+
 def config_from(args: argparse.Namespace) -> ConsumerConfig:
     return ConsumerConfig(
         bootstrap_servers=args.bootstrap_servers,
@@ -102,12 +133,16 @@ def config_from(args: argparse.Namespace) -> ConsumerConfig:
         loki_job=args.loki_job,
         # A password only from the environment (a Secret), never from a flag visible in `ps`.
         loki_password=os.environ.get("LOKI_PASSWORD"),
-        max_objets_per_source=args.max_objets_per_source,
-        dedupe_ttl_seconds=args.dedupe_ttl,
-        dedupe_max_entries=args.dedupe_size,
+        state_topic=args.state_topic or f"{args.topic}.state",
+        transactional_id=args.transactional_id or "",
+        rebuild_state=args.rebuild_state,
+        limits=StagingLimits(
+            max_message_bytes=args.max_message_bytes,
+            max_objets_per_source=args.max_objets_per_source,
+            recent_keys_per_objet=args.recent_keys_per_objet,
+        ),
         batch_max_bytes=args.batch_max_bytes,
         batch_max_seconds=args.batch_max_seconds,
-        max_message_bytes=args.max_message_bytes,
         session_timeout_ms=args.session_timeout_ms,
     )
 
@@ -119,10 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     registry = CollectorRegistry()
     for collector in (ProcessCollector, PlatformCollector, GCCollector):
         collector(registry=registry)
-    metrics = IngestionMetrics(registry)
+    metrics = ConsumerMetrics(registry)
     health = HealthState()
-    server = serve(registry, health, args.metrics_port, args.metrics_address)
     consumer = IngestionConsumer(config_from(args), metrics, health)
+    registry.register(StateCollector(lambda: consumer.partitions.values()))
+    server = serve(registry, health, args.metrics_port, args.metrics_address)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("%s received: finishing the batch", signal.Signals(signum).name)
@@ -132,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     try:
         consumer.run()
+    except StateTopicError as exc:
+        log.error("%s", exc)
+        return 2
     finally:
         server.shutdown()
     log.info("stopped")

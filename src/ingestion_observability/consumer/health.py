@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -22,7 +22,9 @@ class HealthState:
     heartbeat: float = 0.0
     kafka_ok_at: float = 0.0
     assigned: int = 0
-    waiting_for: str = ""  # what a paused consumer is retrying (Loki, DLQ), for humans
+    waiting_for: str = ""  # what a paused consumer is retrying (Loki, the transaction), for humans
+    restoring: bool = False
+    refused: dict[int, str] = field(default_factory=dict)  # partitions not served: why
 
     def beat(self) -> None:
         self.heartbeat = time.monotonic()
@@ -33,6 +35,11 @@ class HealthState:
 
     def ready(self) -> tuple[bool, str]:
         kafka_age = time.monotonic() - self.kafka_ok_at
+        if self.restoring:
+            return False, "restoring state from the changelog"
+        if self.refused:
+            why = "; ".join(f"partition {p}: {reason}" for p, reason in sorted(self.refused.items()))
+            return False, f"state refused, partition(s) not served: {why}"
         if self.assigned == 0:
             return False, "no partition assigned"
         if kafka_age > KAFKA_TIMEOUT:

@@ -16,13 +16,14 @@ from typing import NamedTuple
 import orjson
 import urllib3
 
+from ingestion_observability.catalog import STREAM_LABELS
+
 # Loki rejects entries older than the newest of their stream by more than max_chunk_age/2 (1 h by
 # default), older than reject_old_samples_max_age (7 d) or too far in the future (creation grace,
 # 10 min). Within these margins an entry keeps its run's end time; otherwise it takes its ingestion
 # time: Loki never drops a line for its age.
 MAX_BEHIND = 55 * 60.0
 MAX_AHEAD = 5 * 60.0
-STREAM_LABELS = ("source", "etat", "entreprise", "zone")
 
 
 def entry_timestamp(event_end: float, ingested: float, now: float) -> float:

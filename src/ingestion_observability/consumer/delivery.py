@@ -1,0 +1,147 @@
+"""The delivery step: a staged batch's Loki lines, then one Kafka transaction holding its dead letters, the
+changelog records of the objets it touched and its input offsets (KIP-447: the consumer's group metadata
+fences a zombie that lost its partitions).
+
+Behind two small Protocols, so that it is unit-tested with fakes: `LogSink` (Loki's push API) and
+`Transactions` (the part of a transactional KafkaProducer it uses).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Protocol
+
+from kafka import TopicPartition
+from kafka.errors import CommitFailedError, KafkaError
+from kafka.structs import OffsetAndMetadata
+
+from ingestion_observability.consumer.loki import LokiBatch, Outcome, PushResult
+from ingestion_observability.consumer.staging import DeadLetter, StagedBatch
+from ingestion_observability.consumer.state import encode
+
+log = logging.getLogger(__name__)
+
+
+class LogSink(Protocol):
+    def push(self, body: bytes) -> PushResult: ...
+
+
+class Transactions(Protocol):
+    def begin_transaction(self) -> None: ...
+
+    def send(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+        partition: int | None = None,
+    ) -> Any: ...
+
+    def send_offsets_to_transaction(self, offsets: dict[Any, Any], group_metadata: Any) -> None: ...
+
+    def commit_transaction(self) -> None: ...
+
+    def abort_transaction(self) -> None: ...
+
+
+class Verdict(Enum):
+    COMMITTED = "committed"
+    RETRY = "retry"  # Loki down, or the transaction aborted cleanly: try the same batch again later
+    RESET = "reset"  # partitions lost, producer fenced, or the outcome unknown: redo from committed state
+
+
+@dataclass(frozen=True)
+class Result:
+    verdict: Verdict
+    reason: str = ""
+    changelog_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class Topics:
+    input: str
+    dlq: str
+    state: str
+
+
+class Delivery:
+    def __init__(self, topics: Topics, sink: LogSink, producer: Callable[[], Transactions]) -> None:
+        self.topics = topics
+        self.sink = sink
+        self._new_producer = producer
+        self._producer: Transactions | None = None
+
+    def push_lines(self, batch: StagedBatch, now: float) -> PushResult | None:
+        """Push the batch's lines (None when it has none). Safe on a worker thread."""
+        return self.sink.push(batch.loki.payload(now)) if batch.loki.count else None
+
+    def settle_push(self, batch: StagedBatch, result: PushResult | None) -> str | None:
+        """None when the lines are stored (or dead-lettered because Loki refused them), else why not."""
+        if result is None or result.outcome is Outcome.ACCEPTED:
+            return None
+        if result.outcome is Outcome.RETRY:
+            return result.reason
+        # Loki refused the content: keep the lines in the dead-letter topic rather than lose them.
+        log.error("Loki rejected %d line(s): %s", batch.loki.count, result.reason)
+        batch.dead_letters.extend(
+            DeadLetter(e.line.encode(), None, self.topics.input, -1, -1, f"loki rejected: {result.reason}")
+            for entries in batch.loki.streams.values()
+            for e in entries
+        )
+        batch.loki = LokiBatch(batch.loki.job)
+        return None
+
+    def commit(self, batch: StagedBatch, group_metadata: Any) -> Result:
+        """The batch's transaction: dead letters, changelog records, offsets; aborted on any failure."""
+        try:
+            producer = self._producer = self._producer or self._new_producer()
+        except KafkaError as exc:
+            return Result(Verdict.RETRY, f"transactional producer not ready: {exc!r}")
+        size = 0
+        try:
+            producer.begin_transaction()
+            for letter in batch.dead_letters:
+                producer.send(self.topics.dlq, value=letter.value, key=letter.key, headers=letter.headers())
+            for partition, keys in batch.tombstones.items():
+                for key in keys:
+                    producer.send(self.topics.state, value=None, key=key, partition=partition)
+            for partition, states in batch.states.items():
+                for state in states.values():
+                    value = encode(state)
+                    size += len(value)
+                    producer.send(self.topics.state, value=value, key=state.key, partition=partition)
+            offsets = {
+                TopicPartition(self.topics.input, partition): OffsetAndMetadata(offset, "", -1)
+                for partition, offset in batch.offsets.items()
+            }
+            if offsets:
+                producer.send_offsets_to_transaction(offsets, group_metadata)
+            producer.commit_transaction()
+        except CommitFailedError as exc:  # KIP-447: our generation is stale, the partitions are gone
+            self._abort(producer)
+            return Result(Verdict.RESET, f"offsets refused by the group: {exc}")
+        except KafkaError as exc:
+            if self._abort(producer):
+                return Result(Verdict.RETRY, f"transaction aborted: {exc!r}")
+            # Fenced by a newer producer with our transactional id, or the outcome is unknown: start over
+            # from what Kafka holds as committed.
+            return Result(Verdict.RESET, f"transaction failed: {exc!r}")
+        for letter in batch.dead_letters:
+            log.warning(
+                "dead letter %s[%d]@%d: %s", letter.topic, letter.partition, letter.offset, letter.error
+            )
+        return Result(Verdict.COMMITTED, changelog_bytes=size)
+
+    def _abort(self, producer: Transactions) -> bool:
+        """Abort the open transaction; False when the producer cannot even do that."""
+        try:
+            producer.abort_transaction()
+        except KafkaError as exc:
+            log.warning("abort failed: %r", exc)
+            self._producer = None
+            return False
+        return True

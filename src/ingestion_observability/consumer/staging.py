@@ -1,0 +1,151 @@
+"""The pure staging step: Kafka messages of one partition → a staged batch (new objet states, Loki lines,
+dead letters). No Kafka, no I/O: what it stages becomes visible only once the batch is committed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+from ingestion_observability import catalog
+from ingestion_observability.consumer.loki import Entry, LokiBatch
+from ingestion_observability.consumer.state import BOUNDS, ObjetState, PartitionState
+from ingestion_observability.event import InvalidRecord, Run, normalise, parse_event
+
+DURATION, CPU, MEMORY, RECOVERY = (f.name for f in catalog.HISTOGRAMS)
+
+
+class Message(Protocol):
+    """What staging reads of a Kafka record (kafka-python's ConsumerRecord has these)."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(slots=True)
+class DeadLetter:
+    value: bytes | None
+    key: bytes | None
+    topic: str
+    partition: int
+    offset: int
+    error: str
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return [
+            ("error", self.error.encode()),
+            ("source.topic", self.topic.encode()),
+            ("source.partition", str(self.partition).encode()),
+            ("source.offset", str(self.offset).encode()),
+        ]
+
+
+@dataclass
+class StagedBatch:
+    """Everything a batch changes, applied only after its transaction commits."""
+
+    loki: LokiBatch
+    # per input partition: the new versions of the objets the batch touched
+    states: dict[int, dict[tuple[str, str], ObjetState]] = field(default_factory=dict)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    offsets: dict[int, int] = field(default_factory=dict)  # next offset to commit per partition
+    tombstones: dict[int, list[bytes]] = field(default_factory=dict)  # changelog keys to forget (rebuild)
+    messages: int = 0
+    processed: int = 0
+    duplicates: int = 0
+    invalid: int = 0
+    folded: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def empty(self) -> bool:
+        return not self.messages and not self.tombstones
+
+
+@dataclass(frozen=True)
+class StagingLimits:
+    max_message_bytes: int = 64 * 1024
+    max_objets_per_source: int = 500
+    recent_keys_per_objet: int = 512  # run keys remembered per objet for dedupe
+
+
+def stage(
+    batch: StagedBatch, partition: PartitionState, messages: Sequence[Message], limits: StagingLimits
+) -> None:
+    """Stage messages of one partition, in order (the hot path)."""
+    if not messages:
+        return
+    touched = batch.states.setdefault(partition.partition, {})
+    loads, add_line = orjson.loads, batch.loki.add
+    batch.messages += len(messages)
+    for message in messages:
+        value = message.value
+        try:
+            if value is None:
+                raise InvalidRecord("empty message (no value)")
+            if len(value) > limits.max_message_bytes:
+                raise InvalidRecord(f"{len(value)} bytes exceeds the {limits.max_message_bytes} limit")
+            obj: Any = loads(value)
+            if type(obj) is dict and "@version" not in obj and "Source" in obj:
+                obj = normalise(obj)  # a raw record published straight by a connector
+                line = orjson.dumps(obj).decode()
+            else:
+                line = value.decode()
+            run = parse_event(obj)
+        except (orjson.JSONDecodeError, InvalidRecord, UnicodeDecodeError) as exc:
+            error = f"not valid JSON: {exc}" if isinstance(exc, orjson.JSONDecodeError) else str(exc)
+            batch.invalid += 1
+            batch.dead_letters.append(
+                DeadLetter(value, message.key, message.topic, message.partition, message.offset, error)
+            )
+            continue
+        label, folded = partition.label(run.source, run.objet, limits.max_objets_per_source)
+        key = (run.source, label)
+        state = touched.get(key)
+        if state is None:
+            latest = partition.latest(key)
+            state = ObjetState.new(run.source, label) if latest is None else latest.evolve()
+            touched[key] = partition.staged[key] = state
+        if run.debut in state.recent:
+            batch.duplicates += 1
+            continue
+        if folded:
+            batch.folded[run.source] += 1
+        observe(state, run, limits.recent_keys_per_objet)
+        batch.processed += 1
+        add_line(
+            (run.source, run.etat, run.entreprise, run.zone),
+            Entry(run.fin, message.timestamp / 1000.0, line, run.objet),
+        )
+    batch.offsets[partition.partition] = messages[-1].offset + 1
+
+
+def observe(state: ObjetState, run: Run, recent_keys: int) -> None:
+    """One run's effect on its objet's state."""
+    runs_key = (run.etat, run.entreprise, run.zone)
+    state.runs[runs_key] = state.runs.get(runs_key, 0) + 1
+    hist = state.histograms
+    hist[DURATION].observe(BOUNDS[DURATION], run.duree)
+    hist[CPU].observe(BOUNDS[CPU], run.cpu)
+    hist[MEMORY].observe(BOUNDS[MEMORY], run.memory)
+    failed = run.etat == "FAILED"
+    if failed:
+        state.failures += 1
+        if state.failed_since is None:  # the outage started at its first failure
+            state.failed_since = run.fin
+    elif state.failed_since is not None:
+        hist[RECOVERY].observe(BOUNDS[RECOVERY], max(0.0, run.fin - state.failed_since))
+        state.failed_since = None
+    if run.fin >= state.last_end:  # the newest run by event time: a late, older run does not move it
+        state.last_end, state.last_etat = run.fin, run.etat
+    recent = state.recent
+    recent[run.debut] = None
+    if len(recent) > recent_keys:
+        del recent[next(iter(recent))]
