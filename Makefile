@@ -7,12 +7,15 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # Tools (Kafka, Loki, kube-apiserver, etcd, helm, CRDs) live outside the repo so fresh clones reuse them.
 export INGESTION_TOOLS_DIR ?= $(HOME)/.cache/ingestion-observability
-# make demo ports (the seed's); override on the command line, e.g. `make demo KAFKA_PORT=19092`.
+# make demo ports (the seed's; LOKI_PORT is the log store's: VictoriaLogs, which takes Loki's pushes);
+# override on the command line, e.g. `make demo KAFKA_PORT=19092`.
 KAFKA_PORT ?= 9092
 PROMETHEUS_PORT ?= 9090
-LOKI_PORT ?= 3100
+LOKI_PORT ?= 9428
 METRICS_PORT ?= 8000
 DEMO_DIR ?= .demo
+DEMO_PORTS = --kafka-port $(KAFKA_PORT) --prometheus-port $(PROMETHEUS_PORT) --loki-port $(LOKI_PORT) \
+	--metrics-port $(METRICS_PORT)
 
 .PHONY: help
 help: ## List the targets
@@ -58,19 +61,32 @@ bench: tools ## Throughput and memory against the physical limits on the real se
 	$(BIN)/python -m bench.run --events 200000 --memory-events 1000000 --operator-sources 200 \
 		--out bench/results.json $(BENCH_ARGS)
 
-.PHONY: demo
-demo: ## Start Kafka, Prometheus, Loki and the consumer locally, ingest the sample, print a summary
-	$(BIN)/python -m devstack.demo up --dir $(DEMO_DIR) --kafka-port $(KAFKA_PORT) --prometheus-port $(PROMETHEUS_PORT) \
-		--loki-port $(LOKI_PORT) --metrics-port $(METRICS_PORT)
+.PHONY: demo up
+demo: ## Kafka, VictoriaLogs, Prometheus, consumer on this machine (installed if missing), sample ingested, summary
+	$(BIN)/python -m devstack.demo up --dir $(DEMO_DIR) $(DEMO_PORTS)
+
+up: demo ## The seed's name for make demo
 
 .PHONY: demo-down
 demo-down: ## Stop everything make demo started
 	$(BIN)/python -m devstack.demo down --dir $(DEMO_DIR)
 
 .PHONY: health
-health: ## Check each endpoint of the running demo (Prometheus, Loki, consumer, Kafka)
-	$(BIN)/python -m devstack.demo health --kafka-port $(KAFKA_PORT) --prometheus-port $(PROMETHEUS_PORT) \
-		--loki-port $(LOKI_PORT) --metrics-port $(METRICS_PORT)
+health: ## Check each endpoint of the running demo (Prometheus, VictoriaLogs, consumer, Kafka)
+	$(BIN)/python -m devstack.demo health $(DEMO_PORTS)
+
+.PHONY: test-stack
+test-stack: ## The seed's step-by-step checks on the running demo: 72 series, 71/1, 9 rules, alert, logs
+	$(BIN)/python -m devstack.demo check --dir $(DEMO_DIR) $(DEMO_PORTS)
+
+.PHONY: open-grafana open-kafka-ui
+open-grafana: ## Grafana is not local: port-forward it from the kind cluster (or print how)
+	@$(BIN)/python -m devstack.demo $@ $(DEMO_PORTS) --kube-context $(KUBE_CONTEXT) --namespace $(K8S_NAMESPACE) \
+		--release $(RELEASE)
+
+open-kafka-ui: ## Kafka UI is not local: port-forward it from the kind cluster (or print how)
+	@$(BIN)/python -m devstack.demo $@ $(DEMO_PORTS) --kube-context $(KUBE_CONTEXT) --namespace $(K8S_NAMESPACE) \
+		--release $(RELEASE)
 
 .PHONY: ingest
 ingest: ## Publish the sample logs.json again (rebased to now) to the running demo

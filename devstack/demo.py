@@ -1,8 +1,10 @@
-"""`ingestion-demo` (behind `make demo`, `make demo-down`, `make health`): the whole pipeline on a laptop.
+"""`python -m devstack.demo`: the whole pipeline on a laptop, behind `make demo` (or `make up`),
+`make demo-down`, `make health`, `make test-stack`, `make open-grafana` and `make open-kafka-ui`.
 
-Real Kafka, Loki, Prometheus (with the generated alert rules) and the consumer run in the background on
-the seed's ports; the sample is published (rebased to now) and a French summary is computed from
-Prometheus queries.
+Real Kafka, VictoriaLogs (the local log store: it serves Loki's push API), Prometheus (with the generated
+alert rules) and the consumer run in the background; the sample is published (rebased to now) and a French
+summary is computed with the dashboard's queries. Grafana and Kafka UI only exist in the Kubernetes
+deployment: `open-grafana` and `open-kafka-ui` port-forward them from the kind cluster.
 """
 
 from __future__ import annotations
@@ -11,27 +13,42 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import yaml
 
+from devstack import stackcheck
 from devstack.consumer import ConsumerProcess
-from devstack.kafka import KafkaBroker
-from devstack.loki import LokiServer
-from devstack.loki import instant_query as loki_query
-from devstack.process import http_ok, port_open
-from devstack.prometheus import PrometheusServer
-from devstack.prometheus import instant_query as prometheus_query
-from devstack.queries import dashboard_queries, substitute
+from devstack.kafka import KafkaBroker, kafka_libs
+from devstack.process import port_open
+from devstack.prometheus import PrometheusServer, instant_query
+from devstack.stackcheck import HOST, LOG_STORE, TOPIC, Stack, log_lines, scalar, stat
+from devstack.tools import ToolMissingError, binary, tools_dir
+from devstack.victorialogs import VictoriaLogsServer
 from ingestion_observability.producer import cli as producer_cli
-from ingestion_observability.render import RenderConfig, render_dashboard, render_rules
+from ingestion_observability.render import RenderConfig, render_rules
 
-TOPIC = "ingestion-logs"
-STOP_ORDER = ("consumer", "prometheus", "loki", "kafka")  # drain first, storage last
+SERVICES = ("consumer", "prometheus", "victorialogs", "kafka")  # stop order: drain first, storage last
+SAMPLE_RUNS = stackcheck.Expected().runs
+TOOLS_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "tools.sh"
+# The scripts/tools.sh parts the demo needs (not kube: that is for the chart and operator tests), how the
+# launchers find each, and what a first install cost on a 2-core machine (caches empty, then warm).
+TOOL_PARTS: dict[str, tuple[Callable[[], object], str]] = {
+    "prometheus": (lambda: binary("prometheus"), "paquet Debian, apt-get : ~5 s"),
+    "kafka": (kafka_libs, "57 jars de Maven Central : 5 à 9 s, ~2 s avec ~/.m2 déjà rempli"),
+    "victorialogs": (
+        lambda: binary("victoria-logs"),
+        "compilé depuis son module Go : 35 à 40 s à froid, ~2 s avec les caches Go remplis",
+    ),
+}
+PACKAGES = ("packages", "jq, unzip, Maven et un JDK 17 par apt-get, s'ils manquent")
 
 
 def _pids_file(work: Path) -> Path:
@@ -48,7 +65,7 @@ def _read_pids(work: Path) -> dict[str, int]:
 def _alive(pid: int) -> bool:
     """Running, and not a zombie (a stopped child of a still-running parent is not reaped yet)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
     except FileNotFoundError:
         return False
     except OSError:  # no procfs: ask the kernel
@@ -57,12 +74,7 @@ def _alive(pid: int) -> bool:
         except ProcessLookupError:
             return False
         return True
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def _scalar(prometheus_url: str, promql: str) -> float | None:
-    result = prometheus_query(prometheus_url, promql)
-    return float(result[0]["value"][1]) if result else None
+    return stat_line.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _wait(check: Callable[[], bool], timeout: float) -> bool:
@@ -75,96 +87,141 @@ def _wait(check: Callable[[], bool], timeout: float) -> bool:
     return False
 
 
-def up(args: argparse.Namespace) -> int:
-    work = Path(args.dir).resolve()
-    work.mkdir(parents=True, exist_ok=True)
-    pids = {name: pid for name, pid in _read_pids(work).items() if _alive(pid)}
-    urls = {
-        "Prometheus": f"http://127.0.0.1:{args.prometheus_port}",
-        "Loki": f"http://127.0.0.1:{args.loki_port}",
-        "Consumer": f"http://127.0.0.1:{args.metrics_port}",
-    }
-    bootstrap = f"127.0.0.1:{args.kafka_port}"
-    if set(pids) == set(STOP_ORDER):
-        print("La démo tourne déjà : nouvelle ingestion de l'échantillon.")
-    else:
-        for pid in pids.values():
-            os.killpg(pid, signal.SIGTERM)
-        busy = [
-            p
-            for p in (args.kafka_port, args.prometheus_port, args.loki_port, args.metrics_port)
-            if port_open("127.0.0.1", p)
-        ]
-        if busy:
-            print(f"Ports déjà utilisés : {busy}. Arrêtez ce qui les occupe ou changez-les (KAFKA_PORT=...).")
-            return 1
-        rules = work / "rules" / "ingestion-rules.yaml"
-        rules.parent.mkdir(exist_ok=True)
-        rules.write_text(yaml.safe_dump(render_rules(RenderConfig()), sort_keys=False, allow_unicode=True))
-        print("Démarrage de Kafka, Loki, Prometheus et du consumer…")
-        kafka = KafkaBroker.start(work / "kafka", args.kafka_port)
+def _stack(args: argparse.Namespace) -> Stack:
+    return Stack(
+        kafka_port=args.kafka_port,
+        prometheus_port=args.prometheus_port,
+        logs_port=args.loki_port,
+        metrics_port=args.metrics_port,
+    )
+
+
+def _installed(lookup: Callable[[], object]) -> bool:
+    try:
+        lookup()
+    except ToolMissingError:
+        return False
+    return True
+
+
+def install_tools() -> bool:
+    """Run scripts/tools.sh for each missing part, one at a time and timed; False when one fails."""
+    missing = [part for part, (lookup, _) in TOOL_PARTS.items() if not _installed(lookup)]
+    if not missing:
+        print(f"Outils déjà installés ({', '.join(TOOL_PARTS)}) : `make tools` les met à jour.")
+        return True
+    print(
+        f"Installation des outils manquants ({', '.join(missing)}) dans {tools_dir()} : la première fois,"
+        " comptez environ 1 min (caches Go et Maven vides), plus Maven et un JDK par apt-get s'ils manquent ;"
+        " ensuite moins d'une seconde."
+    )
+    # packages first: what the other parts fetch and build with
+    for part, cost in (PACKAGES, *((part, TOOL_PARTS[part][1]) for part in missing)):
+        print(f"→ {part} ({cost})", flush=True)
+        start = time.monotonic()
+        if subprocess.run(["bash", str(TOOLS_SCRIPT), part], check=False).returncode != 0:
+            print(f"L'installation de {part} a échoué : voir ses messages ci-dessus.")
+            return False
+        print(f"✓ {part} en {time.monotonic() - start:.0f} s", flush=True)
+    return True
+
+
+def _start(work: Path, stack: Stack) -> None:
+    """Start the four services in the background (pids.json); a failed start stops those it started."""
+    rules = work / "rules" / "ingestion-rules.yaml"
+    rules.parent.mkdir(exist_ok=True)
+    rules.write_text(yaml.safe_dump(render_rules(RenderConfig()), sort_keys=False, allow_unicode=True))
+    # Stores start empty (their logs stay): the summary and `make test-stack` count this demo's runs only.
+    for service in ("kafka", "victorialogs", "prometheus"):
+        shutil.rmtree(work / service / "data", ignore_errors=True)
+    with contextlib.ExitStack() as started:
+        kafka = started.enter_context(KafkaBroker.start(work / "kafka", stack.kafka_port))
         kafka.create_topics([TOPIC, f"{TOPIC}.dlq"], partitions=3)
-        loki = LokiServer.start(work / "loki", args.loki_port)
-        consumer = ConsumerProcess.start(
-            work / "consumer.log", bootstrap, loki.url, port=args.metrics_port, topic=TOPIC
+        logs = started.enter_context(VictoriaLogsServer.start(work / "victorialogs", stack.logs_port))
+        consumer = started.enter_context(
+            ConsumerProcess.start(
+                work / "consumer.log", stack.bootstrap, logs.push_url, port=stack.metrics_port, topic=TOPIC
+            )
         )
-        prometheus = PrometheusServer.start(
-            work / "prometheus",
-            args.prometheus_port,
-            targets=[consumer.target],
-            scrape_interval="2s",
-            evaluation_interval="2s",
-            rule_files=[rules],
+        prometheus = started.enter_context(
+            PrometheusServer.start(
+                work / "prometheus",
+                stack.prometheus_port,
+                targets=[consumer.target],
+                scrape_interval="2s",
+                evaluation_interval="2s",
+                rule_files=[rules],
+            )
         )
         pids = {
             "kafka": kafka.pid,
-            "loki": loki.pid,
+            "victorialogs": logs.pid,
             "consumer": consumer.process.pid,
             "prometheus": prometheus.pid,
         }
         _pids_file(work).write_text(json.dumps(pids))
         consumer.wait_ready()
-    before = _scalar(urls["Prometheus"], "sum(ingestion_runs_total)") or 0.0
-    code = producer_cli.main([f"--bootstrap-servers={bootstrap}", f"--topic={TOPIC}", "--rebase-time"])
+        started.pop_all()  # up: they run on in the background until `make demo-down`
+
+
+def up(args: argparse.Namespace) -> int:
+    work = Path(args.dir).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    stack = _stack(args)
+    pids = {name: pid for name, pid in _read_pids(work).items() if _alive(pid)}
+    if set(pids) == set(SERVICES):
+        print("La démo tourne déjà : nouvelle ingestion de l'échantillon.")
+    else:
+        if not install_tools():
+            return 1
+        down(args)  # what is left of a previous demo
+        ports = (stack.kafka_port, stack.prometheus_port, stack.logs_port, stack.metrics_port)
+        busy = [p for p in ports if port_open(HOST, p)]
+        if busy:
+            print(f"Ports déjà utilisés : {busy}. Arrêtez ce qui les occupe ou changez-les (KAFKA_PORT=...).")
+            return 1
+        print("Démarrage de Kafka, VictoriaLogs, Prometheus et du consumer…")
+        try:
+            _start(work, stack)
+        except (RuntimeError, TimeoutError) as err:  # what had started is stopped
+            print(f"Le démarrage a échoué, tout est arrêté ; journaux dans {work}/ :\n{err}")
+            return 1
+    runs_before = scalar(stack.prometheus, "sum(ingestion_runs_total)") or 0.0
+    lines_before = log_lines(stack.logs)
+    code = producer_cli.main([f"--bootstrap-servers={stack.bootstrap}", f"--topic={TOPIC}", "--rebase-time"])
     if code != 0:
         print("Le producer a échoué : voir ses messages ci-dessus.")
         return code
-    if not _wait(lambda: (_scalar(urls["Prometheus"], "sum(ingestion_runs_total)") or 0) >= before + 72, 60):
-        print(f"Prometheus n'a pas vu les 72 exécutions : voir {work}/consumer.log")
+    runs = runs_before + SAMPLE_RUNS
+    if not _wait(lambda: (scalar(stack.prometheus, "sum(ingestion_runs_total)") or 0) >= runs, 60):
+        print(f"Prometheus n'a pas vu les {SAMPLE_RUNS} exécutions : voir {work}/consumer.log")
         return 1
-    _wait(lambda: bool(prometheus_query(urls["Prometheus"], 'ALERTS{alertstate="firing"}')), 30)
-    print(summary(urls))
+    if not _wait(lambda: log_lines(stack.logs) >= lines_before + SAMPLE_RUNS, 30):
+        print(f"{LOG_STORE} n'a pas reçu les {SAMPLE_RUNS} lignes : voir {work}/consumer.log")
+        return 1
+    _wait(lambda: bool(instant_query(stack.prometheus, 'ALERTS{alertstate="firing"}')), 30)
+    print(summary(stack))
     print("\nAccès :")
-    for name, url in urls.items():
-        print(f"  {name:<11} {url}")
-    print(f"  Kafka       {bootstrap} (topics {TOPIC}, {TOPIC}.dlq)")
-    print(f"  Journaux    {work}/*.log — `make demo-down` arrête tout.")
+    print(f"  Prometheus   {stack.prometheus}")
+    print(f"  {LOG_STORE} {stack.logs}/select/vmui (requêtes LogsQL)")
+    print(f"  Consumer     {stack.consumer}/metrics")
+    print(f"  Kafka        {stack.bootstrap} (topics {TOPIC}, {TOPIC}.dlq)")
+    print("  Grafana, Kafka UI : pas en local, `make open-grafana`, `make open-kafka-ui`")
+    print(f"  Journaux     {work}/ — `make test-stack` vérifie la pile, `make demo-down` arrête tout.")
     return 0
-
-
-# The summary shows what the dashboard's overview stats show: the same queries, from the same library.
-OVERVIEW = {q.panel: q for q in dashboard_queries(render_dashboard(RenderConfig()))}
-
-
-def _stat(urls: dict[str, str], panel: str) -> float | None:
-    query = OVERVIEW[panel]
-    expr = substitute(query.expr)
-    if query.datasource == "prometheus":
-        return _scalar(urls["Prometheus"], expr)
-    result = loki_query(urls["Loki"], expr)
-    return float(result[0]["value"][1]) if result else None
 
 
 def _fmt(value: float | None, pattern: str) -> str:
     return "n/a" if value is None else pattern.format(value)
 
 
-def summary(urls: dict[str, str]) -> str:
-    q = urls["Prometheus"]
+def summary(stack: Stack) -> str:
+    """The dashboard's overview stats (its own queries), the runs by source and the firing alerts."""
     success, failed, ratio, p95, memory = (
-        _stat(urls, panel)
+        stat(stack, panel)
         for panel in ("Succès", "Échecs", "Taux d'échec (%)", "p95 durée (s)", "Max mémoire (MB)")
     )
+    mb = None if memory is None else memory / 2**20
     lines = [
         "",
         "Résumé de l'ingestion",
@@ -172,21 +229,21 @@ def summary(urls: dict[str, str]) -> str:
         f"  Échecs          {_fmt(failed, '{:.0f}')}",
         f"  Taux d'échec    {_fmt(ratio, '{:.2%}')}",
         f"  p95 durée       {_fmt(p95, '{:.2f} s')}",
-        f"  Max mémoire     {_fmt(None if memory is None else memory / 2**20, '{:.1f} MB')}",
+        # Not the dashboard's LogQL (Loki's): its LogsQL equivalent, answered by the local log store.
+        f"  Max mémoire     {_fmt(mb, '{:.1f} MB')} ({LOG_STORE}, LogsQL)",
         "",
         "Exécutions par source",
     ]
-    by_source = {
-        r["metric"]["source"]: float(r["value"][1])
-        for r in prometheus_query(q, "sum by (source) (ingestion_runs_total)")
-    }
-    failed_by_source = {
-        r["metric"]["source"]: float(r["value"][1])
-        for r in prometheus_query(q, 'sum by (source) (ingestion_runs_total{etat="FAILED"})')
-    }
+    by_source, failed_by_source = (
+        {r["metric"]["source"]: float(r["value"][1]) for r in instant_query(stack.prometheus, promql)}
+        for promql in (
+            "sum by (source) (ingestion_runs_total)",
+            'sum by (source) (ingestion_runs_total{etat="FAILED"})',
+        )
+    )
     for source, count in sorted(by_source.items()):
         lines.append(f"  {source:<18} {count:>5.0f}   dont échecs : {failed_by_source.get(source, 0):.0f}")
-    alerts = prometheus_query(q, 'ALERTS{alertstate="firing"}')
+    alerts = instant_query(stack.prometheus, 'ALERTS{alertstate="firing"}')
     lines += ["", "Alertes déclenchées" if alerts else "Alertes déclenchées : aucune"]
     for alert in alerts:
         labels = alert["metric"]
@@ -198,7 +255,7 @@ def summary(urls: dict[str, str]) -> str:
 def down(args: argparse.Namespace) -> int:
     work = Path(args.dir).resolve()
     pids = _read_pids(work)
-    for name in STOP_ORDER:
+    for name in SERVICES:
         pid = pids.get(name)
         if pid is None or not _alive(pid):
             continue
@@ -213,30 +270,101 @@ def down(args: argparse.Namespace) -> int:
 
 
 def health(args: argparse.Namespace) -> int:
-    checks: dict[str, bool] = {
-        "Prometheus": http_ok(f"http://127.0.0.1:{args.prometheus_port}/-/healthy"),
-        "Loki": http_ok(f"http://127.0.0.1:{args.loki_port}/ready"),
-        "Consumer (vivant)": http_ok(f"http://127.0.0.1:{args.metrics_port}/healthz"),
-        "Consumer (prêt)": http_ok(f"http://127.0.0.1:{args.metrics_port}/readyz"),
-        "Kafka": port_open("127.0.0.1", args.kafka_port),
-    }
-    failed = 0
+    checks = stackcheck.health(_stack(args))
     for name, ok in checks.items():
-        failed += not ok
         print(f"  {'OK ' if ok else 'KO '} {name}")
-    return 1 if failed else 0
+    return 0 if all(checks.values()) else 1
+
+
+def check(args: argparse.Namespace) -> int:
+    """`make test-stack`: the seed's step-by-step checks against the running demo; 1 when one fails."""
+    pids = _read_pids(Path(args.dir).resolve())
+    processes = {name: name in pids and _alive(pids[name]) for name in reversed(SERVICES)}
+    verdicts = stackcheck.run(_stack(args), processes)
+    print(stackcheck.report(verdicts))
+    return 0 if all(v.ok for v in verdicts) else 1
+
+
+class UI(NamedTuple):
+    title: str
+    service: str  # the chart's Service is <release>-<service>
+    port: int
+    local_port: int
+
+
+# The seed's two UIs, as the chart deploys them (and `make port-forward`, skaffold forward them).
+UIS = {
+    "open-grafana": UI("Grafana", "grafana", 80, 3000),
+    "open-kafka-ui": UI("Kafka UI", "kafka-ui", 80, 8080),
+}
+
+
+def _kube_contexts() -> list[str]:
+    if shutil.which("kubectl") is None:
+        return []
+    done = subprocess.run(
+        ["kubectl", "config", "get-contexts", "-o", "name"], capture_output=True, text=True, check=False
+    )
+    return done.stdout.split()
+
+
+def open_ui(args: argparse.Namespace) -> int:
+    """Grafana or Kafka UI: not local; port-forwarded from the kind cluster when its context exists."""
+    ui, stack = UIS[args.command], _stack(args)
+    kube = ["kubectl", "--context", args.kube_context, "-n", args.namespace]
+    forward = [*kube, "port-forward", f"svc/{args.release}-{ui.service}", f"{ui.local_port}:{ui.port}"]
+    if ui.service == "grafana":
+        local = f"Prometheus ({stack.prometheus}) pour les métriques, {LOG_STORE} ({stack.logs}/select/vmui)"
+        local += " pour les journaux"
+        secret = f"{args.release}-grafana-admin"
+        note = f"utilisateur admin, mot de passe : {' '.join(kube)} get secret {secret}"
+        note += " -o jsonpath='{.data.admin-password}' | base64 -d"
+    else:
+        local = f"Kafka écoute sur {stack.bootstrap} (topics {TOPIC}, {TOPIC}.dlq)"
+        note = (
+            "le chart ne l'installe que sur demande : `skaffold dev -p kafka-ui`, --set kafka-ui.enabled=true"
+        )
+    print(f"Pas de {ui.title} en local : il fait partie du déploiement Kubernetes. En local : {local}.")
+    url = f"http://localhost:{ui.local_port}"
+    if args.kube_context not in _kube_contexts():
+        print(
+            f"Pas de contexte kubectl {args.kube_context} : `make kind-up` et `make deploy` (ou `make dev`),"
+        )
+        print(f"puis `{' '.join(forward)}` et {url}")
+        print(f"({note})")
+        return 0
+    print(f"Contexte {args.kube_context} : `{' '.join(forward)}`, {ui.title} sur {url} (Ctrl-C arrête)")
+    print(f"({note})", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        return subprocess.run(forward, check=False).returncode
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ingestion-demo", description=__doc__)
-    parser.add_argument("command", choices=("up", "down", "health"))
+    parser = argparse.ArgumentParser(prog="python -m devstack.demo", description=__doc__)
+    parser.add_argument("command", choices=("up", "down", "health", "check", *UIS))
     parser.add_argument("--dir", default=".demo", help="state and logs of the demo")
-    parser.add_argument("--kafka-port", type=int, default=9092)
-    parser.add_argument("--prometheus-port", type=int, default=9090)
-    parser.add_argument("--loki-port", type=int, default=3100)
-    parser.add_argument("--metrics-port", type=int, default=8000)
+    parser.add_argument("--kafka-port", type=int, default=Stack.kafka_port)
+    parser.add_argument("--prometheus-port", type=int, default=Stack.prometheus_port)
+    parser.add_argument(
+        "--loki-port",
+        type=int,
+        default=Stack.logs_port,
+        help="the log store's (VictoriaLogs: Loki's push API)",
+    )
+    parser.add_argument("--metrics-port", type=int, default=Stack.metrics_port)
+    parser.add_argument("--kube-context", default="kind-ingestion-observability", help="open-* commands")
+    parser.add_argument("--namespace", default="ingestion", help="open-* commands")
+    parser.add_argument("--release", default="ingestion-observability", help="open-* commands")
     args = parser.parse_args(argv)
-    return {"up": up, "down": down, "health": health}[args.command](args)
+    commands: dict[str, Callable[[argparse.Namespace], int]] = {
+        "up": up,
+        "down": down,
+        "health": health,
+        "check": check,
+        **dict.fromkeys(UIS, open_ui),
+    }
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from ingestion_observability import catalog
+
 from .process import OneProcessService, ServiceProcess, free_port, http_ok
 from .tools import binary
 
@@ -42,8 +44,14 @@ def render_config(
             "evaluation_interval": evaluation_interval,
         },
         "rule_files": [str(f) for f in rule_files],
+        # The chart's ServiceMonitor relabelings: business series keep no instance, so one that moves to
+        # another consumer (restart, rebalance, scale-out) continues as the same series.
         "scrape_configs": [
-            {"job_name": name, "static_configs": [{"targets": _as_list(targets)}]}
+            {
+                "job_name": name,
+                "static_configs": [{"targets": _as_list(targets)}],
+                "metric_relabel_configs": catalog.prometheus_relabel_configs(),
+            }
             for name, targets in jobs.items()
         ],
     }

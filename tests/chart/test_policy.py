@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from ingestion_observability import catalog
 from ingestion_observability.render import load_config
 
 from .conftest import FULL_OVERRIDES, KIND_VALUES, Render
@@ -291,6 +292,12 @@ def test_consumer_is_scraped_as_job_ingestion_consumer(value_set: list[Manifest]
     assert 'up{job="ingestion-consumer"}' in rules_text
 
 
+def test_business_series_drop_pod_and_instance(value_set: list[Manifest]) -> None:
+    """The catalog's relabelings, exactly: they are what keeps one series per (source, objet) across pods."""
+    [endpoint] = one(value_set, "ServiceMonitor", "-consumer")["spec"]["endpoints"]
+    assert endpoint["metricRelabelings"] == list(catalog.BUSINESS_RELABELINGS)
+
+
 def test_consumer_rollout_never_waits_for_a_partitionless_pod(value_set: list[Manifest]) -> None:
     strategy = one(value_set, "Deployment", "-consumer")["spec"]["strategy"]
     assert strategy == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
@@ -345,7 +352,7 @@ def test_consumer_and_producer_reach_the_strimzi_cluster_and_topics(value_set: l
     cluster = kafka["metadata"]["name"]
     bootstrap = f"{cluster}-kafka-bootstrap.{NAMESPACE}.svc:{kafka['spec']['kafka']['listeners'][0]['port']}"
     topics = {t["spec"]["topicName"]: t for t in by_kind(value_set, "KafkaTopic")}
-    assert set(topics) == {"ingestion-logs", "ingestion-logs.dlq"}
+    assert set(topics) == {"ingestion-logs", "ingestion-logs.dlq", "ingestion-logs.state"}
     for topic in topics.values():
         assert topic["metadata"]["labels"]["strimzi.io/cluster"] == cluster
     assert one(value_set, "KafkaNodePool")["metadata"]["labels"]["strimzi.io/cluster"] == cluster
@@ -354,6 +361,9 @@ def test_consumer_and_producer_reach_the_strimzi_cluster_and_topics(value_set: l
     assert consumer["KAFKA_TOPIC"] == "ingestion-logs"
     assert consumer["KAFKA_DLQ_TOPIC"] == "ingestion-logs.dlq"
     assert consumer["KAFKA_GROUP_ID"] == "ingestion-consumer-group"
+    assert consumer["KAFKA_STATE_TOPIC"] == "ingestion-logs.state"
+    assert consumer["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert consumer["KAFKA_TRANSACTIONAL_ID"] == "$(KAFKA_GROUP_ID)-$(POD_NAME)"
     for _, pod in pod_specs(m for m in value_set if m["kind"] in ("Job", "CronJob")):
         producer = env_of(pod["containers"][0])
         assert producer["KAFKA_BOOTSTRAP_SERVERS"] == bootstrap
@@ -372,9 +382,31 @@ def test_kafka_sizes_follow_the_values(render: Render) -> None:
     assert {t["spec"]["replicas"] for t in by_kind(kind, "KafkaTopic")} == {1}
     assert one(kind, "Kafka")["spec"]["kafka"]["config"]["min.insync.replicas"] == 1
     retention = {
-        t["spec"]["topicName"]: t["spec"]["config"]["retention.ms"] for t in by_kind(default, "KafkaTopic")
+        t["spec"]["topicName"]: t["spec"]["config"].get("retention.ms")
+        for t in by_kind(default, "KafkaTopic")
     }
-    assert retention == {"ingestion-logs": "604800000", "ingestion-logs.dlq": "2592000000"}
+    assert retention == {
+        "ingestion-logs": "604800000",
+        "ingestion-logs.dlq": "2592000000",
+        "ingestion-logs.state": None,
+    }
+
+
+@pytest.mark.parametrize("partitions", [6, 12])
+def test_state_topic_is_compacted_with_the_input_partitions(partitions: int, render: Render) -> None:
+    topics = {
+        t["spec"]["topicName"]: t["spec"]
+        for t in by_kind(
+            render((), ({"kafka": {"topics": {"logs": {"partitions": partitions}}}},)), "KafkaTopic"
+        )
+    }
+    state = topics["ingestion-logs.state"]
+    assert state["partitions"] == topics["ingestion-logs"]["partitions"] == partitions
+    assert state["config"] == {
+        "cleanup.policy": "compact",
+        "min.compaction.lag.ms": "0",
+        "segment.ms": "3600000",
+    }
 
 
 def test_loki_url_of_the_consumer_is_grafanas_loki_datasource(value_set: list[Manifest]) -> None:

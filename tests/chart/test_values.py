@@ -190,6 +190,13 @@ SCHEMA_CASES: list[tuple[str, str, Any, str]] = [
         "/kafka/topics",
     ),
     ("missing-dlq-topic", "kafka.topics.dlq", None, "/kafka/topics"),
+    ("state-topic-own-partitions", "kafka.topics.state.partitions", 3, "/kafka/topics/state"),
+    (
+        "negative-compaction-lag",
+        "kafka.topics.state.minCompactionLagMs",
+        -1,
+        "/kafka/topics/state/minCompactionLagMs",
+    ),
     ("bad-podmonitor-interval", "kafka.podMonitor.interval", "often", "/kafka/podMonitor/interval"),
     ("unknown-data-source", "producer.data.source", "s3", "/producer/data/source"),
     ("configmap-source-without-name", "producer.data.source", "configMap", "/producer/data/configMap/name"),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,17 +13,32 @@ from typing import Any
 import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from devstack.prometheus import PrometheusServer
 from devstack.victorialogs import VictoriaLogsServer
-from ingestion_observability.event import normalise
+from ingestion_observability.event import normalise, parse_event
 from ingestion_observability.producer import cli as producer_cli
 from ingestion_observability.producer.generate import generate_records
+from ingestion_observability.producer.publisher import event_key
 
 
-def wait_until(check: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
+def wait_until(
+    check: Callable[[], object],
+    timeout: float = 60.0,
+    what: str = "condition",
+    seen: Callable[[], object] | None = None,
+) -> None:
+    """Until `check()` is true; the timeout error reports the last value `seen()` gave (or check's)."""
     deadline = time.monotonic() + timeout
-    while not check():
+    last: object = None
+    while True:
+        try:
+            if check():
+                return
+            last = seen() if seen else "false"
+        except Exception as exc:  # a service briefly unavailable: keep waiting, report it if it lasts
+            last = repr(exc)
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not met after {timeout:.0f}s")
+            raise TimeoutError(f"{what} not met after {timeout:.0f}s; last seen: {last}")
         time.sleep(0.25)
 
 
@@ -42,18 +59,61 @@ def write_generated(path: Path, count: int, day: int) -> Path:
     return path
 
 
-def send_raw(bootstrap: str, topic: str, values: Iterable[bytes | None]) -> None:
+def send_keyed(
+    bootstrap: str, topic: str, messages: Iterable[tuple[bytes, bytes | None]], partition: int | None = None
+) -> None:
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", max_request_size=4 * 1024 * 1024)
     try:
-        for value in values:
-            producer.send(topic, value=value, key=b"poison")
+        for key, value in messages:
+            producer.send(topic, value=value, key=key, partition=partition)
         producer.flush(timeout=30)
     finally:
         producer.close()
 
 
+def send_raw(bootstrap: str, topic: str, values: Iterable[bytes | None]) -> None:
+    send_keyed(bootstrap, topic, ((b"poison", value) for value in values))
+
+
 def send_events(bootstrap: str, topic: str, records: Iterable[dict[str, Any]]) -> None:
-    send_raw(bootstrap, topic, (orjson.dumps(normalise(r)) for r in records))
+    """Enriched events keyed as the producer keys them (source/objet: one partition per objet)."""
+    events = (normalise(r) for r in records)
+    send_keyed(bootstrap, topic, ((event_key(e), orjson.dumps(e)) for e in events))
+
+
+@dataclass(frozen=True)
+class Aggregates:
+    """What Prometheus must show for a set of runs, each distinct run counted once."""
+
+    runs: dict[str, int]  # by etat
+    failures: int
+    count: int  # every histogram's _count
+    duration_sum: float
+    cpu_sum: float
+    memory_sum: float
+
+    @classmethod
+    def of(cls, records: Iterable[dict[str, Any]]) -> Aggregates:
+        distinct = {run.key: run for run in (parse_event(normalise(r)) for r in records)}
+        runs = list(distinct.values())
+        by_etat: dict[str, int] = {}
+        for run in runs:
+            by_etat[run.etat] = by_etat.get(run.etat, 0) + 1
+        return cls(
+            by_etat,
+            by_etat.get("FAILED", 0),
+            len(runs),
+            math.fsum(r.duree for r in runs),
+            math.fsum(r.cpu for r in runs),
+            math.fsum(r.memory for r in runs),
+        )
+
+    def exactly(self, other: Aggregates) -> bool:
+        """Counts equal, sums equal to 1e-9 relative (float additions in another order)."""
+        sums = ("duration_sum", "cpu_sum", "memory_sum")
+        return (self.runs, self.failures, self.count) == (other.runs, other.failures, other.count) and all(
+            math.isclose(getattr(self, name), getattr(other, name), rel_tol=1e-9) for name in sums
+        )
 
 
 def _offsets(bootstrap: str, group: str, topic: str) -> tuple[int, int]:
@@ -98,3 +158,24 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 30.0)
 def stored_lines(logstore: VictoriaLogsServer, job: str) -> int:
     """Distinct lines of `job` in the log store: what Loki holds (it stores an identical re-push once)."""
     return logstore.count_distinct(f'job:="{job}"')
+
+
+def prometheus_aggregates(prometheus: PrometheusServer) -> Aggregates:
+    """The same aggregates as Prometheus sees them now, summed over every target."""
+
+    def one(expr: str) -> float:
+        result = prometheus.query(expr)
+        return float(result[0]["value"][1]) if result else 0.0
+
+    by_etat = {
+        r["metric"]["etat"]: int(float(r["value"][1]))
+        for r in prometheus.query("sum by (etat) (ingestion_runs_total)")
+    }
+    return Aggregates(
+        by_etat,
+        int(one("sum(ingestion_failures_total)")),
+        int(one("sum(ingestion_duration_seconds_count)")),
+        one("sum(ingestion_duration_seconds_sum)"),
+        one("sum(ingestion_cpu_usage_seconds_sum)"),
+        one("sum(ingestion_memory_usage_bytes_sum)"),
+    )

@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ingestion_observability import catalog
 from ingestion_observability.render import Datasources, RenderConfig, render_dashboard, render_rules
-from ingestion_observability.render.cli import DASHBOARD_FILE, RULES_FILE, main
+from ingestion_observability.render.cli import DASHBOARD_FILE, RELABELINGS_FILE, RULES_FILE, main
 
 CHART_FILES = Path(__file__).parents[2] / "charts" / "ingestion-observability" / "files"
 
@@ -42,10 +43,12 @@ def test_generate_writes_the_chart_files(tmp_path: Path) -> None:
     assert json.loads((tmp_path / DASHBOARD_FILE).read_text(encoding="utf-8")) == render_dashboard(
         RenderConfig()
     )
+    relabelings = yaml.safe_load((tmp_path / RELABELINGS_FILE).read_text(encoding="utf-8"))
+    assert relabelings == list(catalog.BUSINESS_RELABELINGS)
 
 
 def test_committed_chart_files_are_up_to_date(tmp_path: Path) -> None:
     main(["generate", "--out", str(tmp_path)])
-    for path in (RULES_FILE, DASHBOARD_FILE):
+    for path in (RULES_FILE, DASHBOARD_FILE, RELABELINGS_FILE):
         fresh = (tmp_path / path).read_text(encoding="utf-8")
         assert (CHART_FILES / path).read_text(encoding="utf-8") == fresh, f"run `make generate` ({path})"

@@ -54,6 +54,7 @@ def test_global_dashboard_layout() -> None:
         "Succès",
         "Échecs",
         "Taux d'échec (%)",
+        "Exécutions sur la période",
         "p95 durée (s)",
         "Max mémoire (MB)",
         "Timeline des runs",
@@ -151,3 +152,17 @@ def test_queries_and_substitution() -> None:
     assert substitute(f"x{{source={quote('$source')}}}") == r'x{source="\x24source"}'
     with pytest.raises(KeyError, match="unknown"):
         substitute("x[$unknown]")
+
+
+def test_last_run_stats_count_objets_with_matching_runs() -> None:
+    """ingestion_last_run_status carries no entreprise or zone: the stats keep the objets whose runs match
+    the filters (variables and configuration)."""
+    by_title = {p["title"]: p for p in panels(render_dashboard(RenderConfig(source="Efficy", zone="1-Raw")))}
+    objets = (
+        'ingestion_last_run_status{source="Efficy", objet=~"$objet"} and on (source, objet) '
+        'ingestion_runs_total{source="Efficy", objet=~"$objet", entreprise=~"$entreprise", zone="1-Raw"}'
+    )
+    for title in ("Succès", "Échecs", "Taux d'échec (%)"):
+        assert objets in by_title[title]["targets"][0]["expr"]
+    period = [t["expr"] for t in by_title["Exécutions sur la période"]["targets"]]
+    assert all("offset $__range" in expr and "[$__range]" in expr for expr in period)

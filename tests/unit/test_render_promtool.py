@@ -79,6 +79,11 @@ def label(name: str, value: str) -> str:
     return f"{name}={json.dumps(value, ensure_ascii=False)}"
 
 
+def panel(board: dict[str, Any], title: str) -> dict[str, Any]:
+    """The top-level panel titled `title`."""
+    return next(p for p in board["panels"] if p.get("title") == title)
+
+
 @pytest.mark.parametrize(
     "config",
     [
@@ -142,21 +147,40 @@ def test_hostile_source_selects_exactly_itself(tmp_path: Path, source: str) -> N
     )
 
 
-def test_sample_data(tmp_path: Path) -> None:
-    """The sample's 72 runs, each a counter appearing at 1: the overview stats show 71 / 1 / 1.39 % and
-    IngestionEchecDetecte fires for the one FAILED run."""
+@pytest.mark.parametrize("ingestions", [1, 2], ids=["once", "twice"])
+def test_sample_data(tmp_path: Path, ingestions: int) -> None:
+    """The sample's 72 objets, one run each, each counter appearing at 1, ingested once or twice (a replay
+    counts every run again at t=11m; each objet's newest run is unchanged): the last-run stats show
+    71 / 1 / 1.39 % either way, the period's runs 71 / 1 then 142 / 2, and IngestionEchecDetecte fires
+    for the one FAILED run."""
     records = json.loads(sample_logs_path().read_text(encoding="utf-8"))
     names = ("source", "etat", "objet", "entreprise", "zone")
     counts = Counter(tuple(r[n.capitalize()] for n in names) for r in records)
+    runs = {1: "_ {n}x30", 2: "_ {n}x9 {twice}x20"}[ingestions]
     input_series = [
         {
             "series": series("ingestion_runs_total", ", ".join(map(label, names, key))),
-            "values": f"_ {count}x30",
+            "values": runs.format(n=count, twice=2 * count),
         }
         for key, count in sorted(counts.items())
     ]
-    queries = {q.panel: substitute(q.expr) for q in dashboard_queries(render_dashboard(RenderConfig()))}
+    input_series += [
+        {
+            "series": series(
+                "ingestion_last_run_status", f"{label('source', r['Source'])}, {label('objet', r['Objet'])}"
+            ),
+            "values": f"_ {int(r['Etat'] == 'SUCCESS')}x30",
+        }
+        for r in records
+    ]
+    board = render_dashboard(RenderConfig())
+    queries = {q.panel: substitute(q.expr) for q in dashboard_queries(board)}
     stats = {"Succès": 71, "Échecs": 1, "Taux d'échec (%)": 1 / 72}
+    expected = [(queries[title], value) for title, value in stats.items()]
+    period = panel(board, "Exécutions sur la période")["targets"]  # SUCCESS, FAILED
+    expected += [
+        (substitute(target["expr"]), runs * ingestions) for target, runs in zip(period, (71, 1), strict=True)
+    ]
     write_rules(tmp_path / "rules.yaml", RenderConfig())
     run_tests(
         tmp_path,
@@ -164,8 +188,8 @@ def test_sample_data(tmp_path: Path) -> None:
         {
             "input_series": input_series,
             "promql_expr_test": [
-                {"expr": queries[title], "eval_time": "5m", "exp_samples": [{"labels": "{}", "value": value}]}
-                for title, value in stats.items()
+                {"expr": expr, "eval_time": "25m", "exp_samples": [{"labels": "{}", "value": value}]}
+                for expr, value in expected
             ],
             "alert_rule_test": [
                 {

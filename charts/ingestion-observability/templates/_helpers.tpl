@@ -95,12 +95,28 @@ release: {{ .Values.monitoring.releaseLabel | default .Release.Name | quote }}
 {{- end -}}
 {{- end -}}
 
-{{/* The main topic and the dead-letter topic. */}}
+{{/* The main topic, the dead-letter topic and the consumer's state changelog (the consumer's default name). */}}
 {{- define "ingestion-observability.topic" -}}
 {{- .Values.kafka.topics.logs.name -}}
 {{- end -}}
 {{- define "ingestion-observability.dlqTopic" -}}
 {{- .Values.kafka.topics.dlq.name -}}
+{{- end -}}
+{{- define "ingestion-observability.stateTopic" -}}
+{{- printf "%s.state" .Values.kafka.topics.logs.name -}}
+{{- end -}}
+
+{{/* apiVersion, kind and metadata of the KafkaTopic of kafka.topics.<key>: (list . key) */}}
+{{- define "ingestion-observability.kafkaTopicHeader" -}}
+{{- $root := index . 0 -}}
+apiVersion: kafka.strimzi.io/v1
+kind: KafkaTopic
+metadata:
+  name: {{ printf "%s-%s" (include "ingestion-observability.fullname" $root) (index . 1) | trunc 63 | trimSuffix "-" }}
+  namespace: {{ $root.Release.Namespace }}
+  labels:
+    {{- include "ingestion-observability.componentLabels" (list $root "kafka") | nindent 4 }}
+    strimzi.io/cluster: {{ include "ingestion-observability.kafkaClusterName" $root }}
 {{- end -}}
 
 {{/*

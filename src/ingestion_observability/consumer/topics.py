@@ -19,9 +19,7 @@ def ensure_state_topic(bootstrap_servers: str, topic: str, state_topic: str) -> 
         bootstrap_servers=bootstrap_servers.split(","), client_id="ingestion-consumer-admin"
     )
     try:
-        described = {
-            t["name"]: t for t in admin.describe_topics([topic, state_topic]) if not t["error_code"]
-        }
+        described = {t["name"]: t for t in admin.describe_topics([topic, state_topic]) if not t["error_code"]}
         if topic not in described:
             raise StateTopicError(f"input topic {topic} does not exist")
         partitions = len(described[topic]["partitions"])

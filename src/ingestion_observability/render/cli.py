@@ -1,4 +1,5 @@
-"""`ingestion-render`: print rules or a dashboard, or write the chart's static files."""
+"""`ingestion-render`: print rules or a dashboard, or write the chart's static files (rules, dashboard, and
+the ServiceMonitor's metricRelabelings from `catalog.BUSINESS_RELABELINGS`)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ from typing import Any
 
 import yaml
 
+from ingestion_observability import catalog
 from ingestion_observability.render.config import ConfigError, RenderConfig, load_config
 from ingestion_observability.render.dashboard import render_dashboard
 from ingestion_observability.render.rules import render_rules
 
 RULES_FILE = Path("rules/ingestion-rules.yaml")
 DASHBOARD_FILE = Path("dashboards/ingestion-overview.json")
+RELABELINGS_FILE = Path("relabelings/business.yaml")
 
 
 def rules_yaml(rules: dict[str, Any]) -> str:
@@ -26,6 +29,10 @@ def rules_yaml(rules: dict[str, Any]) -> str:
 
 def dashboard_json(dashboard: dict[str, Any]) -> str:
     return json.dumps(dashboard, ensure_ascii=False, indent=2) + "\n"
+
+
+def relabelings_yaml() -> str:
+    return yaml.safe_dump(list(catalog.BUSINESS_RELABELINGS), sort_keys=False, width=1000)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = commands.add_parser(name, help=text)
         command.add_argument("--source", help="render for this source only (exact name)")
         command.add_argument("--config", type=Path, help="YAML or JSON render configuration")
-    generate = commands.add_parser("generate", help="write the chart's static rules and dashboard")
+    generate = commands.add_parser("generate", help="write the chart's static rules, dashboard, relabelings")
     generate.add_argument("--out", type=Path, required=True, help="e.g. charts/ingestion-observability/files")
     generate.add_argument("--config", type=Path, help="YAML or JSON render configuration")
     args = parser.parse_args(argv)
@@ -58,6 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for path, text in (
             (RULES_FILE, rules_yaml(render_rules(config))),
             (DASHBOARD_FILE, dashboard_json(render_dashboard(config))),
+            (RELABELINGS_FILE, relabelings_yaml()),
         ):
             target = args.out / path
             target.parent.mkdir(parents=True, exist_ok=True)

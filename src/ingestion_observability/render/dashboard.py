@@ -4,9 +4,12 @@ Global rendering: template variables `source`, `objet`, `entreprise` filter ever
 rendering (operator): the source is fixed with an exact matcher (no `source` variable, so no way for a
 source name to reach a regex), and `objets` adds one collapsed row per objet.
 
-The overview stats are plain sums of the counters (everything the consumer counted since it started:
-a counter can appear directly at 1, which no `increase()` would see); trend panels read the recording
-rules of `records`, so the rules must be loaded for them to show data.
+The overview's Succès / Échecs stats count objets by the état of their newest run
+(`ingestion_last_run_status`): the same on the sample ingested once or twice. Run counts over the
+displayed range go through `promql.window_count` (a counter can appear directly at 1, which no
+`increase()` would see); the other stats read the counters whole (everything counted since the consumer
+started); trend panels read the recording rules of `records`, so the rules must be loaded for them to
+show data.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from grafana_foundation_sdk.models.dashboard import (
     VariableRefresh,
     VariableSort,
 )
+from grafana_foundation_sdk.models.table import Options as TableOptions
 
 from ingestion_observability.render import records as rec
 from ingestion_observability.render.config import RenderConfig, duration_seconds, source_key
@@ -73,6 +77,11 @@ ROWS = (
     "Détails par connecteur — Sources & Objets",
     "Derniers messages d'erreur",
 )
+# In the description of every panel that reads counters raw (totals since the consumer started, see the
+# module docstring): what tells a reader, and the dashboard lint, that no rate or increase is missing there.
+SINCE_START = "depuis le démarrage du consumer"
+# Series names of "Exécutions sur la période" (its legends).
+PERIOD_SUCCESS, PERIOD_FAILED = "Réussies", "En échec"
 # A failed hourly job normally recovers at its next run: an hour of MTTR is the norm, not a warning.
 MTTR_WARN, MTTR_ALERT = 2 * 3600, 6 * 3600
 DETAIL_LINES = 1000
@@ -120,8 +129,15 @@ def render_dashboard(config: RenderConfig) -> dict[str, Any]:
     for objet in config.objets:
         dash = dash.with_row(board.objet_row(objet))
     model = dash.build()
+    # The SDK's models (Grafana 11) put settings where Grafana 13's types have none: an interval variable's
+    # `auto` settings on every variable, and the panel-level table footer that Grafana now migrates away
+    # to field config on load.
+    for variable in model.templating.list_val or []:
+        variable.auto = variable.auto_min = variable.auto_count = None
     for panel_id, panel in enumerate(_all_panels(model.panels or []), start=1):
         panel.id_val = panel_id
+        if isinstance(getattr(panel, "options", None), TableOptions):
+            panel.options.footer = None
     data: dict[str, Any] = json.loads(json.dumps(model, cls=JSONEncoder))
     return data
 
@@ -190,30 +206,47 @@ class _Board:
 
     def _overview(self) -> list[Builder[Panel]]:
         t, m = self.t, self.m
-        success = f"sum({selector(rec.RUNS, (*m.runs, eq('etat', 'SUCCESS')))}) or vector(0)"
-        failed = f"sum({selector(rec.RUNS, (*m.runs, eq('etat', 'FAILED')))}) or vector(0)"
-        ratio = f"({failed}) / sum({selector(rec.RUNS, m.runs)})"
+        # One sample per objet, 1 SUCCESS / 0 FAILED; the gauge has no entreprise or zone label, so the
+        # objets are those with runs matching the filters.
+        last = f"({selector(rec.LAST_STATUS, m.objet)} and on (source, objet) {selector(rec.RUNS, m.runs)})"
+        success = f"count({last} == 1) or vector(0)"
+        failed = f"count({last} == 0) or vector(0)"
+        ratio = f"({failed}) / count({last})"
         p95 = f"histogram_quantile(0.95, sum by (le) ({selector(rec.DURATION + '_bucket', m.objet)}))"
         memory = (
             f"max(max_over_time({stream(m.stream)} | {var('objet', 'objet')}"
             ' | json memory="performance.memory_used_bytes" | unwrap memory | __error__="" [$__range]))'
         )
-        since = "depuis le démarrage du consumer"
+        since = SINCE_START
+        objets = f"parmi les objets exécutés {since}"
         return [
-            self._stat("Succès", f"Exécutions réussies (SUCCESS) {since}.", success, steps(GREEN), width=5),
             self._stat(
-                "Échecs", f"Exécutions en échec (FAILED) {since}.", failed, steps(GREEN, (1, RED)), width=5
+                "Succès",
+                f"Objets dont la dernière exécution (par heure de fin) a réussi (SUCCESS), {objets}.",
+                success,
+                steps(GREEN),
+                width=4,
+            ),
+            self._stat(
+                "Échecs",
+                "Objets dont la dernière exécution (par heure de fin) est en échec (FAILED), jusqu'à leur "
+                f"prochain succès, {objets}.",
+                failed,
+                steps(GREEN, (1, RED)),
+                width=4,
             ),
             self._stat(
                 "Taux d'échec (%)",
-                f"Échecs / exécutions {since}. Orange dès {pourcent(t.failure_ratio / 2)}, "
-                f"rouge au seuil d'alerte ({pourcent(t.failure_ratio)}).",
+                f"Part des objets dont la dernière exécution est en échec, {objets}. Orange dès "
+                f"{pourcent(t.failure_ratio / 2)}, rouge au seuil de l'alerte IngestionTauxEchecEleve "
+                f"({pourcent(t.failure_ratio)}, qui porte sur les exécutions).",
                 ratio,
                 rising(t.failure_ratio / 2, t.failure_ratio),
                 unit="percentunit",
-                width=5,
+                width=4,
                 decimals=2,
             ),
+            self._period_runs(width=4),
             self._stat(
                 "p95 durée (s)",
                 f"95e centile de la durée des exécutions {since}. Orange au-dessus de la référence "
@@ -222,7 +255,7 @@ class _Board:
                 p95,
                 rising(t.latency_baseline_seconds, t.latency_seconds),
                 unit="s",
-                width=5,
+                width=4,
                 decimals=2,
             ),
             setup(
@@ -529,6 +562,25 @@ class _Board:
             unit=unit,
             thresholds=thresholds,
         )
+
+    def _period_runs(self, *, width: int) -> stat.Panel:
+        """Runs counted in the displayed range, by état: a replay's runs add up here, not in the last-run
+        stats."""
+        targets: list[Target] = []
+        for etat, legend in (("SUCCESS", PERIOD_SUCCESS), ("FAILED", PERIOD_FAILED)):
+            counts = window_count(selector(rec.RUNS, (*self.m.runs, eq("etat", etat))), "$__range")
+            targets.append(prom(self.prom_ds, f"sum({counts}) or vector(0)", legend, instant=True))
+        return setup(
+            _stat_panel(),
+            self.prom_ds,
+            "Exécutions sur la période",
+            "Exécutions reçues sur la période affichée, réussies et en échec : chacune compte, là où "
+            "Succès et Échecs ne retiennent que la dernière de chaque objet.",
+            targets,
+            width=width,
+            height=4,
+            thresholds=steps(GREEN),
+        ).override_by_name(PERIOD_FAILED, [DynamicConfigValue("thresholds", steps(GREEN, (1, RED)).build())])
 
     def _runs_timeline(self, title: str, runs: tuple[str, ...], *, width: int) -> timeseries.Panel:
         counts = window_count(selector(rec.RUNS, runs), "$__interval")

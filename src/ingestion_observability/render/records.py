@@ -13,18 +13,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ingestion_observability import catalog
 from ingestion_observability.render.config import RenderConfig, duration_seconds
 from ingestion_observability.render.promql import eq, number, selector, window_count, window_increase
 
-RUNS = "ingestion_runs_total"
-FAILURES = "ingestion_failures_total"
-DURATION = "ingestion_duration_seconds"
-CPU = "ingestion_cpu_usage_seconds"
-MEMORY = "ingestion_memory_usage_bytes"
-RECOVERY = "ingestion_recovery_seconds"
-LAST_RUN = "ingestion_last_run_timestamp"
-KAFKA_LAG = "kafka_consumer_lag"
-KAFKA_LAG_RECORD = "kafka_consumer_lag_sum"
+# What PromQL selects, as the catalog declares it (histograms: the base name of _bucket, _sum, _count).
+RUNS = catalog.RUNS.sample
+FAILURES = catalog.FAILURES.sample
+DURATION = catalog.DURATION.sample
+CPU = catalog.CPU.sample
+MEMORY = catalog.MEMORY.sample
+RECOVERY = catalog.RECOVERY.sample
+# Per (source, objet): every per-source use takes `max by (source)` over the objets.
+LAST_RUN = catalog.LAST_RUN.sample
+LAST_STATUS = catalog.LAST_STATUS.sample
+KAFKA_LAG = catalog.KAFKA_LAG.sample
+KAFKA_LAG_RECORD = f"{KAFKA_LAG}_sum"
 RUN_FILTERS = ("entreprise", "zone")
 THROUGHPUT_WINDOW = "5m"  # "runs / 5 min"
 HOURLY = "1h"
@@ -65,11 +69,11 @@ def record_matchers(config: RenderConfig) -> tuple[str, ...]:
 
 
 def runs_record(window: str) -> str:
-    return f"source:ingestion_runs:increase{window}"
+    return f"source:{catalog.RUNS.name}:increase{window}"
 
 
 def failed_record(window: str) -> str:
-    return f"source:ingestion_runs_failed:increase{window}"
+    return f"source:{catalog.RUNS.name}_failed:increase{window}"
 
 
 def ratio_record(window: str) -> str:
@@ -82,7 +86,7 @@ def quantile_record(metric: str, quantile: int, window: str, *, per_objet: bool 
 
 
 def mttr_record(window: str) -> str:
-    return f"source:ingestion_recovery_seconds:mean{window}"
+    return f"source:{RECOVERY}:mean{window}"
 
 
 def run_labels(config: RenderConfig) -> tuple[str, ...]:

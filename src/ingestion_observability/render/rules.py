@@ -51,6 +51,7 @@ def _source_alerts(config: RenderConfig) -> list[dict[str, Any]]:
     failed = selector(rec.RUNS, (*scope.runs, eq("etat", "FAILED")))
     ratio = selector(rec.ratio_record(t.failure_ratio_window), scope.run_records)
     runs = selector(rec.runs_record(t.failure_ratio_window), scope.run_records)
+    # Per objet: a source is silent when all its objets are.
     last_run = selector(rec.LAST_RUN, scope.source)
     failures = selector(rec.FAILURES, scope.source)
 
