@@ -131,9 +131,8 @@ def _start(work: Path, stack: Stack) -> None:
     rules = work / "rules" / "ingestion-rules.yaml"
     rules.parent.mkdir(exist_ok=True)
     rules.write_text(yaml.safe_dump(render_rules(RenderConfig()), sort_keys=False, allow_unicode=True))
-    # Stores start empty (their logs stay): the summary and `make test-stack` count this demo's runs only.
-    for service in ("kafka", "victorialogs", "prometheus"):
-        shutil.rmtree(work / service / "data", ignore_errors=True)
+    # The stores keep their data across `make demo-down` / `make demo`: Kafka's changelog carries the
+    # consumer's totals over, as Prometheus' TSDB does its series (`make clean` starts from nothing).
     with contextlib.ExitStack() as started:
         kafka = started.enter_context(KafkaBroker.start(work / "kafka", stack.kafka_port))
         kafka.create_topics([TOPIC, f"{TOPIC}.dlq"], partitions=3)

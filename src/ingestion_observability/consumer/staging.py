@@ -113,12 +113,14 @@ def stage(
             latest = partition.latest(key)
             state = ObjetState.new(run.source, label) if latest is None else latest.evolve()
             touched[key] = partition.staged[key] = state
-        if run.debut in state.recent:
+        # a folded state holds several objets: its run keys name the objet too
+        run_key = f"{run.objet}/{run.debut}" if folded else run.debut
+        if run_key in state.recent:
             batch.duplicates += 1
             continue
         if folded:
             batch.folded[run.source] += 1
-        observe(state, run, limits.recent_keys_per_objet)
+        observe(state, run, run_key, limits.recent_keys_per_objet)
         batch.processed += 1
         add_line(
             (run.source, run.etat, run.entreprise, run.zone),
@@ -127,8 +129,8 @@ def stage(
     batch.offsets[partition.partition] = messages[-1].offset + 1
 
 
-def observe(state: ObjetState, run: Run, recent_keys: int) -> None:
-    """One run's effect on its objet's state."""
+def observe(state: ObjetState, run: Run, run_key: str, recent_keys: int) -> None:
+    """One run's effect on its objet's state (MTTR and the last run follow event time, not arrival)."""
     runs_key = (run.etat, run.entreprise, run.zone)
     state.runs[runs_key] = state.runs.get(runs_key, 0) + 1
     hist = state.histograms
@@ -136,16 +138,18 @@ def observe(state: ObjetState, run: Run, recent_keys: int) -> None:
     hist[CPU].observe(BOUNDS[CPU], run.cpu)
     hist[MEMORY].observe(BOUNDS[MEMORY], run.memory)
     failed = run.etat == "FAILED"
+    newest = run.fin >= state.last_end
     if failed:
         state.failures += 1
-        if state.failed_since is None:  # the outage started at its first failure
+        # the outage started at its first failure, unless a newer success already ended it
+        if state.failed_since is None and (newest or state.last_etat != "SUCCESS"):
             state.failed_since = run.fin
-    elif state.failed_since is not None:
+    elif state.failed_since is not None and run.fin >= state.failed_since:
         hist[RECOVERY].observe(BOUNDS[RECOVERY], max(0.0, run.fin - state.failed_since))
         state.failed_since = None
-    if run.fin >= state.last_end:  # the newest run by event time: a late, older run does not move it
+    if newest:  # a late, older run does not move the last run
         state.last_end, state.last_etat = run.fin, run.etat
     recent = state.recent
-    recent[run.debut] = None
+    recent[run_key] = None
     if len(recent) > recent_keys:
         del recent[next(iter(recent))]

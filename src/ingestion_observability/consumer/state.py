@@ -127,7 +127,7 @@ def decode(value: bytes | None) -> ObjetState:
             failed_since=None if doc["failed_since"] is None else float(doc["failed_since"]),
             recent=dict.fromkeys(str(k) for k in doc["recent"]),
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, StateError):
             raise
         raise StateError(f"malformed state record: {exc!r}") from None
