@@ -14,6 +14,7 @@ import pytest
 
 from devstack import demo, stackcheck
 from devstack.process import free_port
+from devstack.prometheus import instant_query
 
 pytestmark = pytest.mark.integration
 
@@ -155,3 +156,23 @@ def test_open_grafana_without_a_cluster() -> None:
     assert code == 0
     assert "Pas de Grafana en local" in out
     assert "port-forward svc/ingestion-observability-grafana 3000:80" in out
+
+
+def test_a_second_demo_carries_the_totals_over(tmp_path: Path) -> None:
+    """`make demo`, `make demo-down`, `make demo`: Prometheus keeps its TSDB and the consumer its state."""
+    work, stack = tmp_path / "demo", _free_stack()
+    try:
+        for first in (True, False):
+            code, output = _run("up", f"--dir={work}", *_ports(stack))
+            assert code == 0, output
+            if first:
+                assert _run("down", f"--dir={work}")[0] == 0
+        prometheus = f"http://127.0.0.1:{stack.prometheus_port}"
+        by_etat = {
+            r["metric"]["etat"]: r["value"][1]
+            for r in instant_query(prometheus, "sum by (etat) (ingestion_runs_total)")
+        }
+        assert by_etat == {"SUCCESS": "142", "FAILED": "2"}
+        assert "Succès          71" in output and "Échecs          1" in output  # the last run of each objet
+    finally:
+        assert _run("down", f"--dir={work}")[0] == 0
