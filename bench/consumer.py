@@ -96,7 +96,7 @@ class ConsumerRun:
             "process_resident_memory_mb": round(
                 self.metrics.get("process_resident_memory_bytes", 0) / MIB, 1
             ),
-            "dedupe_cache_entries": self.metrics.get("ingestion_consumer_dedupe_cache_entries", 0),
+            "owned_objets": self.metrics.get("ingestion_consumer_owned_objets", 0),
         }
 
 
@@ -107,7 +107,11 @@ METRICS = (
     "ingestion_consumer_batch_size_count",
     "ingestion_consumer_loki_push_seconds_sum",
     "ingestion_consumer_loki_push_seconds_count",
-    "ingestion_consumer_dedupe_cache_entries",
+    "ingestion_consumer_owned_objets",
+    "ingestion_consumer_transactions_total",
+    "ingestion_consumer_transaction_seconds_sum",
+    "ingestion_consumer_transaction_seconds_count",
+    "ingestion_consumer_changelog_bytes_total",
     "process_resident_memory_bytes",
 )
 
@@ -142,7 +146,8 @@ def run(
         loki_url,
         topic=topic,
         group_id=group,
-        extra_args=["--log-level=WARNING", *extra_args],
+        # each group its own changelog: several groups read the same topic here
+        extra_args=["--log-level=WARNING", f"--state-topic={topic}.{group}.state", *extra_args],
         env=dict(env or {}),
     )
     sampler: Sampler | None = None

@@ -118,6 +118,19 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
         "is staged",
     )
     add(
+        "Kafka transaction per batch",
+        f"{consumer['transaction_ms_avg']} ms",
+        f"{_n(consumer['transactions'])} transactions (dead letters, state records, offsets, commit); "
+        f"changelog {consumer['changelog_bytes_per_event']} bytes/event",
+    )
+    for restored in results.get("restore", []):
+        add(
+            f"restore of {_n(restored['states'])} objet states",
+            f"{restored['restore_seconds']} s",
+            f"spawn to ready {restored['spawn_to_ready_seconds']} s; "
+            f"{_n(restored['changelog_bytes_per_state'])} changelog bytes per state",
+        )
+    add(
         "consumer CPU: events/s on one core",
         f"{_n(consumer['one_core_events_per_second'])} ev/s",
         f"1e6 / {consumer['cpu_us_per_event']} CPU µs/event (all its threads); its loop alone (main "

@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from bench import cardinality, kafka_raw, operator, procstat, producer
+from bench import cardinality, kafka_raw, operator, procstat, producer, restore
 from bench import consumer as consumer_bench
 from bench.null_loki import NullLoki
 from bench.report import evaluate_targets, markdown, table
@@ -53,7 +53,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--profile", action="store_true", help="attach py-spy to the consumer of the throughput run"
     )
     parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown (README)")
-    parser.add_argument("--skip", action="append", default=[], choices=["operator", "memory", "cardinality"])
+    parser.add_argument(
+        "--restore-states",
+        type=int,
+        action="append",
+        help="objet states a consumer restores from the changelog (repeatable; default 1000 and 100000)",
+    )
+    parser.add_argument(
+        "--skip", action="append", default=[], choices=["operator", "memory", "cardinality", "restore"]
+    )
     return parser
 
 
@@ -164,6 +172,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             throughput["loki_lines_per_push"] = round(
                 metrics.get("ingestion_consumer_loki_entries_total", 0) / pushes
             )
+            transactions = metrics.get("ingestion_consumer_transaction_seconds_count", 0) or 1
+            throughput["transactions"] = int(transactions)
+            throughput["transaction_ms_avg"] = round(
+                1000 * metrics.get("ingestion_consumer_transaction_seconds_sum", 0) / transactions, 1
+            )
+            throughput["changelog_bytes_per_event"] = round(
+                metrics.get("ingestion_consumer_changelog_bytes_total", 0) / run_.events, 1
+            )
             cpu_total = throughput["cpu_us_per_event"] + sum(throughput["services_cpu_us_per_event"].values())
             results["consumer"] = {
                 **throughput,
@@ -209,6 +225,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         "events_per_second": round(mem.events_per_second),
                         "exit_code": mem.exit_code,
                     }
+
+            if "restore" not in args.skip:
+                results["restore"] = []
+                for states in args.restore_states or (1_000, 100_000):
+                    step(f"restore: {states} objet states from the changelog")
+                    results["restore"].append(restore.measure(services, work, states))
 
             if "cardinality" not in args.skip:
                 step("cardinality: 10 sources × 50 objets")

@@ -17,7 +17,7 @@ from bench.profile import py_spy
 
 pytestmark = pytest.mark.integration
 
-EVENTS, MEMORY_EVENTS, SOURCES = 2_000, 4_000, 3
+EVENTS, MEMORY_EVENTS, SOURCES, RESTORED = 2_000, 4_000, 3, 300
 
 
 def positive(section: dict[str, Any], *keys: str) -> None:
@@ -34,6 +34,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         f"--memory-events={MEMORY_EVENTS}",
         "--cardinality-runs=1",
         f"--operator-sources={SOURCES}",
+        f"--restore-states={RESTORED}",
         f"--work-dir={work / 'services'}",
         f"--out={out}",
         "--profile",
@@ -49,7 +50,7 @@ def test_environment_and_config(results: dict[str, Any]) -> None:
     assert env["host_cpus"] >= 1 and env["crc32c_in_c"] is True
     assert len(env["load_average_start"]) == len(env["load_average_end"]) == 3
     assert results["config"]["events"] == EVENTS
-    assert results["config"]["loki_limits"]["ingestion_rate_mb"] > 4  # raised above Loki's default
+    assert results["config"]["log_store"].startswith("VictoriaLogs")
 
 
 def test_producer(results: dict[str, Any]) -> None:
@@ -83,6 +84,13 @@ def test_raw_poll_loop_and_consumer(results: dict[str, Any]) -> None:
     assert set(consumer["services_cpu_us_per_event"]) == {"logstore", "kafka"}
     positive(consumer, "one_core_events_per_second", "machine_cpu_bound_events_per_second")
     positive(consumer, "loki_push_ms_avg", "loki_lines_per_push")
+    positive(consumer, "transactions", "transaction_ms_avg", "changelog_bytes_per_event")
+
+
+def test_restore(results: dict[str, Any]) -> None:
+    [restore] = results["restore"]
+    assert restore["states"] == restore["owned_after_restore"] == RESTORED
+    positive(restore, "restore_seconds", "spawn_to_ready_seconds", "changelog_bytes_per_state")
 
 
 def test_profiles(results: dict[str, Any]) -> None:

@@ -350,3 +350,10 @@ def test_restored_partition_counts_its_objets_for_the_cap() -> None:
     partition = restored[5]
     assert partition.label("s", "c", cap=2) == ("other-p5", True)
     assert partition.label("s", "a", cap=2) == ("a", False)
+
+
+def test_decode_refuses_the_state_of_another_consumer_group() -> None:
+    value = encode(ObjetState.new("s", "a"), "group-a")
+    assert decode(value, "group-a").objet == "a"
+    with pytest.raises(StateError, match="consumer group 'group-a', not 'group-b'"):
+        decode(value, "group-b")

@@ -66,6 +66,7 @@ class Topics:
     input: str
     dlq: str
     state: str
+    group: str = ""  # recorded in every state record (see state.decode)
 
 
 class Delivery:
@@ -111,7 +112,7 @@ class Delivery:
                     producer.send(self.topics.state, value=None, key=key, partition=partition)
             for partition, states in batch.states.items():
                 for state in states.values():
-                    value = encode(state)
+                    value = encode(state, self.topics.group)
                     size += len(value)
                     producer.send(self.topics.state, value=value, key=state.key, partition=partition)
             offsets = {

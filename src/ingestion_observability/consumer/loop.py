@@ -150,7 +150,9 @@ class IngestionConsumer:
             username=config.loki_username,
             password=config.loki_password,
         )
-        self._delivery = Delivery(Topics(config.topic, config.dlq_topic, config.state_topic), sink, producer)
+        self._delivery = Delivery(
+            Topics(config.topic, config.dlq_topic, config.state_topic, config.group_id), sink, producer
+        )
         self._pusher = ThreadPoolExecutor(
             max(1, config.loki_pushes_in_flight), thread_name_prefix="loki-push"
         )
@@ -263,7 +265,10 @@ class IngestionConsumer:
         outcomes: list[Result] = []
 
         def commit() -> str | None:
+            started = time.perf_counter()
             outcomes.append(outcome := delivery.commit(batch, self._consumer.group_metadata()))
+            if outcome.verdict is Verdict.COMMITTED:
+                self.metrics.transaction_seconds.observe(time.perf_counter() - started)
             if outcome.verdict is Verdict.RETRY:
                 self.metrics.transactions.labels("aborted").inc()
                 return outcome.reason
@@ -385,7 +390,9 @@ class IngestionConsumer:
                 rebuild = [p for p in partitions if p not in self._rebuilt]
                 self._rebuild(rebuild)
                 partitions = [p for p in partitions if p not in rebuild]
-            restored, refused = restore(self._reader, self.config.state_topic, partitions)
+            restored, refused = restore(
+                self._reader, self.config.state_topic, partitions, self.config.group_id
+            )
         except (KafkaError, TimeoutError) as exc:  # Kafka unreachable: paused, tried again by the loop
             log.warning("restore of %s failed (%r): trying again", partitions, exc)
             self._unrestored.update(partitions)

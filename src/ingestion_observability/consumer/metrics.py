@@ -47,6 +47,12 @@ class ConsumerMetrics:
             ["result"],
             registry=registry,
         )
+        self.transaction_seconds = Histogram(
+            f"{P}transaction_seconds",
+            "Duration of committed transactions: dead letters, state records, offsets, commit",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=registry,
+        )
         self.changelog_bytes = Counter(
             f"{P}changelog_bytes", "Bytes of state records written to the changelog topic", registry=registry
         )

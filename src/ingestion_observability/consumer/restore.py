@@ -44,7 +44,7 @@ def read_changelog(
 
 
 def restore(
-    reader: KafkaConsumer, topic: str, partitions: list[int]
+    reader: KafkaConsumer, topic: str, partitions: list[int], group: str | None = None
 ) -> tuple[dict[int, PartitionState], list[Refused]]:
     """The states of `partitions`; a partition with an unreadable record is refused, never read as 0."""
     restored: dict[int, PartitionState] = {}
@@ -56,7 +56,7 @@ def restore(
                 if value is None:  # a tombstone (--rebuild-state)
                     continue
                 try:
-                    state = decode(value)
+                    state = decode(value, group)
                 except StateError as exc:
                     raise StateError(f"{topic}[{partition}]@{offset} key {key!r}: {exc}") from None
                 states[(state.source, state.objet)] = state

@@ -135,8 +135,11 @@ def observe(state: ObjetState, run: Run, run_key: str, recent_keys: int) -> None
     state.runs[runs_key] = state.runs.get(runs_key, 0) + 1
     hist = state.histograms
     hist[DURATION].observe(BOUNDS[DURATION], run.duree)
-    hist[CPU].observe(BOUNDS[CPU], run.cpu)
-    hist[MEMORY].observe(BOUNDS[MEMORY], run.memory)
+    # absent (an OpenLineage run without the resources facet) is not observed: never read as 0
+    if run.cpu is not None:
+        hist[CPU].observe(BOUNDS[CPU], run.cpu)
+    if run.memory is not None:
+        hist[MEMORY].observe(BOUNDS[MEMORY], run.memory)
     failed = run.etat == "FAILED"
     newest = run.fin >= state.last_end
     if failed:

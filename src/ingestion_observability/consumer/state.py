@@ -77,11 +77,12 @@ class ObjetState:
         return f"{self.source}/{self.objet}".encode()
 
 
-def encode(state: ObjetState) -> bytes:
-    """The changelog record value: the whole state, versioned."""
+def encode(state: ObjetState, group: str = "") -> bytes:
+    """The changelog record value: the whole state, versioned, with the consumer group it belongs to."""
     return orjson.dumps(
         {
             "v": STATE_VERSION,
+            "group": group,
             "source": state.source,
             "objet": state.objet,
             "runs": [[*labels, count] for labels, count in state.runs.items()],
@@ -94,8 +95,9 @@ def encode(state: ObjetState) -> bytes:
     )
 
 
-def decode(value: bytes | None) -> ObjetState:
-    """A state from its changelog record; StateError for anything but a well-formed current version."""
+def decode(value: bytes | None, group: str | None = None) -> ObjetState:
+    """A state from its changelog record; StateError for anything but a well-formed current version (of
+    `group`'s state, when given: two groups sharing a changelog would count each other's runs)."""
     try:
         doc: Any = orjson.loads(value or b"")
     except orjson.JSONDecodeError as exc:
@@ -105,6 +107,10 @@ def decode(value: bytes | None) -> ObjetState:
     if doc.get("v") != STATE_VERSION:
         raise StateError(
             f"unknown state schema version {doc.get('v')!r} (this consumer reads {STATE_VERSION})"
+        )
+    if group is not None and doc.get("group") != group:
+        raise StateError(
+            f"state of consumer group {doc.get('group')!r}, not {group!r}: one state topic per group"
         )
     try:
         histograms = {
