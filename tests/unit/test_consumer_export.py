@@ -218,3 +218,14 @@ def test_not_ready_without_partitions_or_kafka() -> None:
     assert serving(assigned=0).ready() == (False, "no partition assigned")
     ready, reason = serving(kafka_ok_at=time.monotonic() - 600).ready()
     assert not ready and reason.startswith("Kafka not reached for ")
+
+
+def test_text_is_what_prometheus_client_makes_of_the_collector() -> None:
+    """The cached scrape path and the Collector give the same bytes, escaping and all."""
+    odd = ("plain", 'with "quotes"', "back\\slash", "new\nline")
+    owned = partition(0, *(objet_state(o, run(o), run(o, "FAILED", fin=T0 + 60)) for o in odd))
+    collector = StateCollector(lambda: [owned])
+    registry = CollectorRegistry()
+    registry.register(collector)
+    assert collector.text() == generate_latest(registry)
+    assert collector.text() == generate_latest(registry)  # cached the second time, still equal

@@ -157,8 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     metrics = ConsumerMetrics(registry)
     health = HealthState()
     consumer = IngestionConsumer(config_from(args), metrics, health)
-    registry.register(StateCollector(lambda: consumer.partitions.values()))
-    server = serve(registry, health, args.metrics_port, args.metrics_address)
+    business = StateCollector(lambda: consumer.partitions.values())
+    server = serve(registry, health, args.metrics_port, args.metrics_address, business.text)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("%s received: finishing the batch", signal.Signals(signum).name)

@@ -2,6 +2,11 @@
 
 Nothing is kept in prometheus-client's own metric objects: every scrape reads the owned partitions' states,
 so a revoked partition's series leave /metrics at once, and a restored one continues at its value.
+
+`collect()` is the Collector (any registry can take it); `text()` serves the same bytes for a scrape from
+each state's lines, cached on the state: a committed state never changes (staging works on a copy), so its
+lines stay valid until the next commit replaces it. prometheus-client formats every sample of every scrape
+(127 ms of a 166 ms scrape for 29 000 series); a unit test holds `text()` equal to its output.
 """
 
 from __future__ import annotations
@@ -9,45 +14,90 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from itertools import accumulate
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from ingestion_observability import catalog
 from ingestion_observability.consumer.state import BOUNDS, ObjetState, PartitionState
 
-LE = {name: [*(floatToGoString(b) for b in bounds), "+Inf"] for name, bounds in BOUNDS.items()}  # type: ignore[no-untyped-call]
+LE = {name: [*map(floatToGoString, bounds), "+Inf"] for name, bounds in BOUNDS.items()}
+Sample = tuple[str, tuple[tuple[str, str], ...], float]  # name, labels, value
+
+
+def samples(state: ObjetState) -> dict[str, list[Sample]]:
+    """The series of one (source, objet), per family name (the catalog's order)."""
+    objet: tuple[tuple[str, str], ...] = (("source", state.source), ("objet", state.objet))
+    out: dict[str, list[Sample]] = {
+        catalog.RUNS.name: [
+            (
+                catalog.RUNS.sample,
+                tuple(zip(catalog.RUN_LABELS, (state.source, e, state.objet, ent, z), strict=True)),
+                n,
+            )
+            for (e, ent, z), n in state.runs.items()
+        ],
+        # at 0 from the first run: rates see the first failure
+        catalog.FAILURES.name: [(catalog.FAILURES.sample, objet, state.failures)],
+    }
+    for family in catalog.HISTOGRAMS:
+        hist = state.histograms[family.name]
+        rows: list[Sample] = [
+            (f"{family.name}_bucket", (*objet, ("le", le)), float(count))
+            for le, count in zip(LE[family.name], accumulate(hist.counts), strict=True)
+        ]
+        rows += [
+            (f"{family.name}_count", objet, float(sum(hist.counts))),
+            (f"{family.name}_sum", objet, hist.total),
+        ]
+        out[family.name] = rows
+    last = state.last_etat
+    out[catalog.LAST_RUN.name] = [(catalog.LAST_RUN.name, objet, state.last_end)] if last else []
+    out[catalog.LAST_STATUS.name] = (
+        [(catalog.LAST_STATUS.name, objet, float(last == "SUCCESS"))] if last else []
+    )
+    return out
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def _line(name: str, labels: tuple[tuple[str, str], ...], value: float) -> str:
+    pairs = ",".join(f'{key}="{_escape(text)}"' for key, text in sorted(labels))  # as prometheus-client
+    return f"{name}{{{pairs}}} {floatToGoString(value)}\n"  # type: ignore[no-untyped-call]
+
+
+def _lines(rows: list[Sample]) -> str:
+    return "".join(_line(*row) for row in rows)
+
+
+HEADERS = {f.name: f"# HELP {f.sample} {f.help}\n# TYPE {f.sample} {f.kind}\n" for f in catalog.BUSINESS}
 
 
 class StateCollector(Collector):
     def __init__(self, owned: Callable[[], Iterable[PartitionState]]) -> None:
         self._owned = owned
 
-    def collect(self) -> Iterator[Metric]:
+    def _states(self) -> list[ObjetState]:
         # A snapshot of whole, committed states (the loop replaces them, never edits them).
-        states: list[ObjetState] = [s for p in list(self._owned()) for s in list(p.committed.values())]
-        runs = CounterMetricFamily(catalog.RUNS.name, catalog.RUNS.help, labels=catalog.RUN_LABELS)
-        failures = CounterMetricFamily(catalog.FAILURES.name, catalog.FAILURES.help, labels=catalog.OBJET)
-        last_run = GaugeMetricFamily(catalog.LAST_RUN.name, catalog.LAST_RUN.help, labels=catalog.OBJET)
-        status = GaugeMetricFamily(catalog.LAST_STATUS.name, catalog.LAST_STATUS.help, labels=catalog.OBJET)
-        histograms = {
-            f.name: HistogramMetricFamily(f.name, f.help, labels=catalog.OBJET) for f in catalog.HISTOGRAMS
-        }
-        for state in states:
-            objet = [state.source, state.objet]
-            for (etat, entreprise, zone), count in state.runs.items():
-                runs.add_metric([state.source, etat, state.objet, entreprise, zone], count)
-            failures.add_metric(objet, state.failures)  # at 0 from the first run: rates see the first one
-            for name, family in histograms.items():
-                hist = state.histograms[name]
-                family.add_metric(
-                    objet, list(zip(LE[name], accumulate(hist.counts), strict=True)), hist.total
-                )
-            if state.last_etat:
-                last_run.add_metric(objet, state.last_end)
-                status.add_metric(objet, 1.0 if state.last_etat == "SUCCESS" else 0.0)
-        yield runs
-        yield failures
-        yield from histograms.values()
-        yield last_run
-        yield status
+        return [s for p in list(self._owned()) for s in list(p.committed.values())]
+
+    def collect(self) -> Iterator[Metric]:
+        families = {f.name: Metric(f.name, f.help, f.kind) for f in catalog.BUSINESS}
+        for state in self._states():
+            for name, rows in samples(state).items():
+                for sample, labels, value in rows:
+                    families[name].add_sample(sample, dict(labels), value)
+        yield from families.values()
+
+    def text(self) -> bytes:
+        """The text exposition of `collect()`, from each state's cached lines."""
+        per_family: dict[str, list[str]] = {name: [HEADERS[name]] for name in HEADERS}
+        for state in self._states():
+            lines = state.exposition
+            if lines is None:
+                lines = state.exposition = {name: _lines(rows) for name, rows in samples(state).items()}
+            for name, text in lines.items():
+                per_family[name].append(text)
+        return "".join(text for texts in per_family.values() for text in texts).encode()

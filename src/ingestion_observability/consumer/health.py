@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -49,13 +50,19 @@ class HealthState:
 
 
 def serve(
-    registry: CollectorRegistry, health: HealthState, port: int, address: str = ""
+    registry: CollectorRegistry,
+    health: HealthState,
+    port: int,
+    address: str = "",
+    business: Callable[[], bytes] = bytes,
 ) -> ThreadingHTTPServer:
+    """/metrics is the registry's self-metrics followed by `business()` (the owned state's series)."""
+
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
-                self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+                self._send(200, generate_latest(registry) + business(), CONTENT_TYPE_LATEST)
             elif path in ("/healthz", "/health"):
                 self._check(*health.alive())
             elif path == "/readyz":

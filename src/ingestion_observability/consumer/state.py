@@ -53,6 +53,8 @@ class ObjetState:
     last_etat: str = ""
     failed_since: float | None = None  # end of the first failure not yet followed by a success (MTTR)
     recent: dict[str, None] = field(default_factory=dict)  # run keys (debut), oldest first: dedupe
+    # its /metrics lines per family, made on the first scrape after its commit (export.py); never encoded
+    exposition: dict[str, str] | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def new(cls, source: str, objet: str) -> ObjetState:
