@@ -73,7 +73,20 @@ LAST_STATUS = Family(
     "Outcome of the newest run of an objet by event time: 1 SUCCESS, 0 FAILED",
     OBJET,
 )
-BUSINESS = (RUNS, FAILURES, DURATION, CPU, MEMORY, RECOVERY, LAST_RUN, LAST_STATUS)
+# Runs reported over OpenLineage: a START opens a run, its COMPLETE / FAIL / ABORT ends it.
+IN_PROGRESS = Family(
+    "ingestion_runs_in_progress",
+    "gauge",
+    "Runs started (OpenLineage START) and not ended yet, per objet reported over OpenLineage",
+    OBJET,
+)
+OLDEST_OPEN = Family(
+    "ingestion_oldest_open_run_timestamp",
+    "gauge",
+    "Start time of the objet's oldest run still open, epoch seconds (event time)",
+    OBJET,
+)
+BUSINESS = (RUNS, FAILURES, DURATION, CPU, MEMORY, RECOVERY, LAST_RUN, LAST_STATUS, IN_PROGRESS, OLDEST_OPEN)
 HISTOGRAMS = (DURATION, CPU, MEMORY, RECOVERY)
 
 # --- the consumer's self-metrics: per process, they keep `pod` and `instance` ---------------------------

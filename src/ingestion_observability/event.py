@@ -137,8 +137,8 @@ class Run(NamedTuple):
     debut: str  # kept as published: part of the run key
     fin: float  # epoch seconds
     duree: float
-    cpu: float
-    memory: float
+    cpu: float | None  # None: not reported (an OpenLineage run without the resources facet)
+    memory: float | None
 
     @property
     def failed(self) -> bool:

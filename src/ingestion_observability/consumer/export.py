@@ -56,6 +56,11 @@ def samples(state: ObjetState) -> dict[str, list[Sample]]:
     out[catalog.LAST_STATUS.name] = (
         [(catalog.LAST_STATUS.name, objet, float(last == "SUCCESS"))] if last else []
     )
+    opened = state.open_runs  # only objets reported over OpenLineage have these two
+    out[catalog.IN_PROGRESS.name] = [] if opened is None else [(catalog.IN_PROGRESS.name, objet, len(opened))]
+    out[catalog.OLDEST_OPEN.name] = (
+        [(catalog.OLDEST_OPEN.name, objet, min(opened.values()))] if opened else []
+    )
     return out
 
 

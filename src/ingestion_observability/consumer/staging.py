@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import orjson
@@ -15,6 +15,13 @@ from ingestion_observability import catalog
 from ingestion_observability.consumer.loki import Entry, LokiBatch
 from ingestion_observability.consumer.state import BOUNDS, ObjetState, PartitionState
 from ingestion_observability.event import InvalidRecord, Run, normalise, parse_event
+from ingestion_observability.openlineage import (
+    LineageEvent,
+    is_run_event,
+    lineage_line,
+    parse_run_event,
+    to_run,
+)
 
 DURATION, CPU, MEMORY, RECOVERY = (f.name for f in catalog.HISTOGRAMS)
 
@@ -93,12 +100,14 @@ def stage(
             if len(value) > limits.max_message_bytes:
                 raise InvalidRecord(f"{len(value)} bytes exceeds the {limits.max_message_bytes} limit")
             obj: Any = loads(value)
-            if type(obj) is dict and "@version" not in obj and "Source" in obj:
-                obj = normalise(obj)  # a raw record published straight by a connector
-                line = orjson.dumps(obj).decode()
-            else:
-                line = value.decode()
-            run = parse_event(obj)
+            lineage = parse_run_event(obj) if is_run_event(obj) else None
+            if lineage is None:
+                if type(obj) is dict and "@version" not in obj and "Source" in obj:
+                    obj = normalise(obj)  # a raw record published straight by a connector
+                    line = orjson.dumps(obj).decode()
+                else:
+                    line = value.decode()
+                run = parse_event(obj)
         except (orjson.JSONDecodeError, InvalidRecord, UnicodeDecodeError) as exc:
             error = f"not valid JSON: {exc}" if isinstance(exc, orjson.JSONDecodeError) else str(exc)
             batch.invalid += 1
@@ -106,20 +115,30 @@ def stage(
                 DeadLetter(value, message.key, message.topic, message.partition, message.offset, error)
             )
             continue
-        label, folded = partition.label(run.source, run.objet, limits.max_objets_per_source)
-        key = (run.source, label)
+        source, objet = (run.source, run.objet) if lineage is None else (lineage.source, lineage.objet)
+        label, folded = partition.label(source, objet, limits.max_objets_per_source)
+        key = (source, label)
         state = touched.get(key)
         if state is None:
             latest = partition.latest(key)
-            state = ObjetState.new(run.source, label) if latest is None else latest.evolve()
+            state = ObjetState.new(source, label) if latest is None else latest.evolve()
             touched[key] = partition.staged[key] = state
-        # a folded state holds several objets: its run keys name the objet too
-        run_key = f"{run.objet}/{run.debut}" if folded else run.debut
+        # a run's key: its start (connector records) or its runId (OpenLineage); a folded state holds several
+        # objets, so there the key names the objet too
+        run_key = run.debut if lineage is None else f"openlineage:{lineage.run_id}"
+        if folded:
+            run_key = f"{objet}/{run_key}"
         if run_key in state.recent:
             batch.duplicates += 1
             continue
+        if lineage is not None:
+            if not lineage.is_end:  # a START opens the run; RUNNING and OTHER change nothing
+                _open(state, lineage, limits.recent_keys_per_objet)
+                batch.processed += 1
+                continue
+            run, line = _close(state, lineage)
         if folded:
-            batch.folded[run.source] += 1
+            batch.folded[source] += 1
         observe(state, run, run_key, limits.recent_keys_per_objet)
         batch.processed += 1
         add_line(
@@ -127,6 +146,23 @@ def stage(
             Entry(run.fin, message.timestamp / 1000.0, line, run.objet),
         )
     batch.offsets[partition.partition] = messages[-1].offset + 1
+
+
+def _open(state: ObjetState, start: LineageEvent, max_open: int) -> None:
+    """A START: the run is open until its end event (a repeated START keeps the first one's time)."""
+    opened = state.open_runs = {} if state.open_runs is None else state.open_runs
+    opened.setdefault(start.run_id, start.event_time)
+    if len(opened) > max_open:  # bounded: the oldest open run is forgotten (its end then lasts 0 s)
+        del opened[next(iter(opened))]
+
+
+def _close(state: ObjetState, end: LineageEvent) -> tuple[Run, str]:
+    """An end event: the run it closes (paired with its START when this partition saw it) and its line."""
+    opened = state.open_runs = {} if state.open_runs is None else state.open_runs
+    started = opened.pop(end.run_id, None)
+    start = None if started is None else replace(end, event_type="START", event_time=started)
+    run = to_run(start, end)
+    return run, lineage_line(end, run)
 
 
 def observe(state: ObjetState, run: Run, run_key: str, recent_keys: int) -> None:

@@ -53,6 +53,8 @@ class ObjetState:
     last_etat: str = ""
     failed_since: float | None = None  # end of the first failure not yet followed by a success (MTTR)
     recent: dict[str, None] = field(default_factory=dict)  # run keys (debut), oldest first: dedupe
+    # OpenLineage runs started and not ended: runId -> START time; None for an objet never reported so
+    open_runs: dict[str, float] | None = None
     # its /metrics lines per family, made on the first scrape after its commit (export.py); never encoded
     exposition: dict[str, str] | None = field(default=None, compare=False, repr=False)
 
@@ -72,6 +74,7 @@ class ObjetState:
             self.last_etat,
             self.failed_since,
             dict(self.recent),
+            None if self.open_runs is None else dict(self.open_runs),
         )
 
     @property
@@ -93,6 +96,7 @@ def encode(state: ObjetState, group: str = "") -> bytes:
             "last": [state.last_end, state.last_etat] if state.last_etat else None,
             "failed_since": state.failed_since,
             "recent": list(state.recent),
+            "open": state.open_runs,
         }
     )
 
@@ -134,6 +138,7 @@ def decode(value: bytes | None, group: str | None = None) -> ObjetState:
             last_etat=str(last[1]) if last else "",
             failed_since=None if doc["failed_since"] is None else float(doc["failed_since"]),
             recent=dict.fromkeys(str(k) for k in doc["recent"]),
+            open_runs=None if doc["open"] is None else {str(k): float(v) for k, v in doc["open"].items()},
         )
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, StateError):
