@@ -10,7 +10,7 @@ missing=()
 for cmd in "${!wanted[@]}"; do
   command -v "$cmd" >/dev/null || missing+=("${wanted[$cmd]}")
 done
-command -v go >/dev/null || { log "Go (1.26) is needed on PATH to build Loki, kube-apiserver, etcd and helm"; exit 1; }
+command -v go >/dev/null || { log "Go (1.26) is needed on PATH to build VictoriaLogs, kube-apiserver, etcd and helm"; exit 1; }
 if ((${#missing[@]} == 0)); then
   exit 0
 fi
