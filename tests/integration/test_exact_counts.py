@@ -57,7 +57,7 @@ class Fleet:
         )
         self._started = 0
 
-    def start(self, name: str, *, ready: bool = True) -> ConsumerProcess:
+    def start(self, name: str, *, ready: bool = True, args: tuple[str, ...] = ()) -> ConsumerProcess:
         self._started += 1
         consumer = ConsumerProcess.start(
             self.work / f"{name}-{self._started}.log",
@@ -69,6 +69,7 @@ class Fleet:
                 f"--loki-job={self.topic}",
                 f"--session-timeout-ms={SESSION_TIMEOUT_MS}",
                 f"--transactional-id={self.topic}-{name}",  # stable per member: a restart fences the dead one
+                *args,
             ],
         )
         self.members[name] = consumer
@@ -284,3 +285,11 @@ def test_a_corrupted_state_record_is_refused_loudly(fleet: Fleet) -> None:
     # partitions 0 and 2 are served at their values; partition 1's series are absent, never 0
     assert exported and set(exported) < set(before)
     assert all(value == float(before[key]) for key, value in exported.items())
+
+    # the documented recovery: recount the partitions from the topic's start, then run as usual
+    fleet.kill("a", signal.SIGTERM)
+    fleet.start("a", args=("--rebuild-state=true",))
+    fleet.wait_exact(Aggregates.of(records))
+    fleet.kill("a", signal.SIGTERM)
+    fleet.start("a")  # the changelog holds the rebuilt state: no tombstoned or corrupted record is left
+    fleet.wait_exact(Aggregates.of(records))

@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--rebuild-state",
         "REBUILD_STATE",
         "false",
-        "forget the changelog of the assigned partitions and recount them from the start of the topic",
+        "recount the partitions whose state is refused (unreadable changelog) from the start of the topic",
         type=_boolean,
     )
     add_flag(

@@ -386,13 +386,13 @@ class IngestionConsumer:
         self.health.restoring = True
         started = time.monotonic()
         try:
-            if self.config.rebuild_state:
-                rebuild = [p for p in partitions if p not in self._rebuilt]
-                self._rebuild(rebuild)
-                partitions = [p for p in partitions if p not in rebuild]
             restored, refused = restore(
                 self._reader, self.config.state_topic, partitions, self.config.group_id
             )
+            if self.config.rebuild_state:  # the documented recovery of a refused partition
+                rebuild = [bad.partition for bad in refused if bad.partition not in self._rebuilt]
+                restored.update(self._rebuild(rebuild))
+                refused = [bad for bad in refused if bad.partition not in rebuild]
         except (KafkaError, TimeoutError) as exc:  # Kafka unreachable: paused, tried again by the loop
             log.warning("restore of %s failed (%r): trying again", partitions, exc)
             self._unrestored.update(partitions)
@@ -418,19 +418,17 @@ class IngestionConsumer:
             time.monotonic() - started,
         )
 
-    def _rebuild(self, partitions: list[int]) -> None:
+    def _rebuild(self, partitions: list[int]) -> dict[int, PartitionState]:
         """--rebuild-state: forget the changelog of `partitions` and recount them from the input's start."""
         if not partitions:
-            return
+            return {}
         stale = read_changelog(self._reader, self.config.state_topic, partitions)
         for partition in partitions:
-            self.partitions[partition] = PartitionState(partition)
             self._batch.tombstones[partition] = [key for key, (_, value) in stale[partition].items() if value]
             self._consumer.seek_to_beginning(TopicPartition(self.config.topic, partition))
             self._rebuilt.add(partition)
-        log.warning(
-            "rebuilding the state of partition(s) %s from the start of %s", partitions, self.config.topic
-        )
+        log.warning("recounting partition(s) %s from the start of %s", partitions, self.config.topic)
+        return {partition: PartitionState(partition) for partition in partitions}
 
     def _refresh_lag(self) -> None:
         now = time.monotonic()
