@@ -5,7 +5,8 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
-# Tools (Kafka, Loki, kube-apiserver, etcd, helm, CRDs) live outside the repo so fresh clones reuse them.
+# Tools (Kafka, VictoriaLogs, kube-apiserver, etcd, helm, CRDs, Grafana's grammar and schemas) live outside the
+# repo so fresh clones reuse them.
 export INGESTION_TOOLS_DIR ?= $(HOME)/.cache/ingestion-observability
 # make demo ports (the seed's; LOKI_PORT is the log store's: VictoriaLogs, which takes Loki's pushes);
 # override on the command line, e.g. `make demo KAFKA_PORT=19092`.
@@ -26,11 +27,13 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip==25.3
 
 .PHONY: install
-install: $(BIN)/python ## Install the packages (pipeline, operator) and dev tools into .venv
-	$(BIN)/pip install --quiet -e '.[dev]' -e k8s-operator
+install: $(BIN)/python ## Install the packages (pipeline, operator) and dev tools into .venv, dbt-ol into .venv/dbt
+	$(BIN)/pip install --quiet -e '.[dev,intake-test]' -e k8s-operator
+	test -x $(VENV)/dbt/bin/pip || $(PYTHON) -m venv $(VENV)/dbt
+	$(VENV)/dbt/bin/pip install --quiet pip==25.3 && $(VENV)/dbt/bin/pip install --quiet '.[intake-dbt]'
 
 .PHONY: tools
-tools: ## Install Kafka, Prometheus, Loki (and the Kubernetes tools) into $(INGESTION_TOOLS_DIR)
+tools: ## Install Kafka, Prometheus, VictoriaLogs, Grafana's npm checkers (and the Kubernetes tools) into $(INGESTION_TOOLS_DIR)
 	bash scripts/tools.sh
 
 .PHONY: lint
@@ -151,6 +154,16 @@ port-forward: ## Grafana :3000, Prometheus :9090, consumer :8000 (Ctrl-C stops)
 .PHONY: kind-down
 kind-down: ## Delete the kind cluster
 	kind delete cluster --name $(KIND_CLUSTER)
+
+# --- A real Kubernetes node on this machine (no Docker: containerd, kubelet ...; root; `make tools` builds it) ---
+CLUSTER_DIR ?= $(INGESTION_TOOLS_DIR)/cluster
+
+.PHONY: cluster-up cluster-down
+cluster-up: ## Start the local node + prometheus-operator, VictoriaLogs, host Kafka; prints the helm command
+	PATH="$(K8S_PATH)" $(BIN)/python -m devstack.cluster up --dir $(CLUSTER_DIR)
+
+cluster-down: ## Stop everything cluster-up started and restore the machine (iptables, cni0, mounts, sysctls)
+	$(BIN)/python -m devstack.cluster down --dir $(CLUSTER_DIR)
 
 .PHONY: clean
 clean: demo-down ## Stop the demo and remove local state (.demo, caches); the tools cache stays

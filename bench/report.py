@@ -7,6 +7,7 @@ from typing import Any
 CONSUMER_EPS = 50_000
 CONSUMER_RATIO = 0.33
 PRODUCER_EPS = 30_000
+INTAKE_ARRAY_RATIO = 0.5  # 1000-event arrays: at least half the bare kafka-python producer
 RSS_MAX_MB = 200
 RSS_FLAT_MAX_GROWTH = 0.10  # "flat": at most 10 % more RSS after M events than after N
 OPERATOR_SECONDS = 60
@@ -48,6 +49,13 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     )
     eps = results["producer"]["events_per_second"]
     targets.append(_target("producer acks=all", f">= {PRODUCER_EPS} events/s", eps, eps >= PRODUCER_EPS))
+    if "intake" in results:
+        ratio = results["intake"]["arrays"]["ratio_to_raw_producer"]
+        targets.append(
+            _target(
+                "intake arrays / raw producer", f">= {INTAKE_ARRAY_RATIO}", ratio, ratio >= INTAKE_ARRAY_RATIO
+            )
+        )
     for key, suffix in (("memory", ""), ("memory_malloc_tuned", ", tuned malloc")):
         memory = results.get(key)
         if not memory:
@@ -163,6 +171,21 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
         + (f"; ratio to raw {prod['ratio_to_raw']:.2f}" if "ratio_to_raw" in prod else ""),
         "producer acks=all",
     )
+    if "intake" in results:
+        single, arrays = results["intake"]["single"], results["intake"]["arrays"]
+        add(
+            "intake, single-event POSTs",
+            f"{_n(single['events_per_second'])} ev/s",
+            f"{single['clients']} clients, keep-alive; {single['cpu_us_per_event']} intake CPU µs/event; "
+            f"ratio {single['ratio_to_raw_producer']:.2f} to the raw producer",
+        )
+        add(
+            f"intake, {_n(arrays['events_per_request'])}-event arrays",
+            f"{_n(arrays['events_per_second'])} ev/s",
+            f"{arrays['cpu_us_per_event']} intake CPU µs/event; ratio {arrays['ratio_to_raw_producer']:.2f} "
+            "to the raw producer",
+            "intake arrays / raw producer",
+        )
     if "producer_memory_run" in results:
         big = results["producer_memory_run"]
         add(f"producer ({_n(big['events'])} events)", f"{_n(big['events_per_second'])} ev/s")

@@ -26,6 +26,7 @@ import orjson
 
 from bench import cardinality, kafka_raw, operator, procstat, producer, restore
 from bench import consumer as consumer_bench
+from bench import intake as intake_bench
 from bench.null_loki import NullLoki
 from bench.report import evaluate_targets, markdown, table
 from bench.services import PARTITIONS, running
@@ -131,6 +132,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             results["producer"]["ratio_to_raw"] = round(
                 results["producer"]["events_per_second"] / raw_produce.events_per_second, 3
             )
+            step("intake: single-event POSTs and 1000-event arrays of RunEvents")
+            results["intake"] = intake_bench.run(
+                work, bootstrap, services.topic("bench-intake"), args.events, min(args.events, 5_000)
+            )
+            for shape in ("single", "arrays"):
+                results["intake"][shape]["ratio_to_raw_producer"] = round(
+                    results["intake"][shape]["events_per_second"] / raw_produce.events_per_second, 3
+                )
 
             step("raw kafka-python poll loop")
             raw = [kafka_raw.poll_loop(bootstrap, topic, args.events, KAFKA_CONSUMER_CONFIG)]

@@ -9,24 +9,11 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from devstack.process import OneProcessService, ServiceProcess, free_port, http_ok
+from devstack.process import LocalHttpProcess, ServiceProcess, free_port, http_ok
 
 
-class ConsumerProcess(OneProcessService):
+class ConsumerProcess(LocalHttpProcess):
     stop_timeout = 15.0
-
-    def __init__(self, process: ServiceProcess, port: int) -> None:
-        self.process = process
-        self.port = port
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def target(self) -> str:
-        """The `host:port` Prometheus scrapes."""
-        return f"127.0.0.1:{self.port}"
 
     @classmethod
     def start(
@@ -59,10 +46,6 @@ class ConsumerProcess(OneProcessService):
         consumer = cls(process, port)
         consumer.wait_or_stop(lambda: http_ok(f"{consumer.url}/healthz"), timeout)
         return consumer
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        """Until /readyz answers 200 (partitions assigned, Kafka reached)."""
-        self.process.wait_until(lambda: http_ok(f"{self.url}/readyz"), timeout, "ready")
 
     def samples(self) -> list[tuple[str, dict[str, str], float]]:
         with urllib.request.urlopen(f"{self.url}/metrics", timeout=10) as resp:

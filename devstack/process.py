@@ -137,3 +137,24 @@ class OneProcessService(LocalService):
         except BaseException:
             self.process.stop()
             raise
+
+
+class LocalHttpProcess(OneProcessService):
+    """One of the product's processes serving HTTP on 127.0.0.1 (consumer, intake)."""
+
+    def __init__(self, process: ServiceProcess, port: int) -> None:
+        self.process = process
+        self.port = port
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def target(self) -> str:
+        """The `host:port` Prometheus scrapes."""
+        return f"127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Until /readyz answers 200."""
+        self.process.wait_until(lambda: http_ok(f"{self.url}/readyz"), timeout, "ready")

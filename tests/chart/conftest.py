@@ -44,6 +44,7 @@ FULL_OVERRIDES: dict[str, Any] = {
         },
     ],
     "kafka-ui": {"enabled": True},
+    "intake": {"enabled": True, "auth": {"tokenSecret": {"name": "intake-tokens"}}},
     "consumer": {
         "replicaCount": 2,
         "loki": {"tenantId": "ingestion", "username": "ingest", "passwordSecret": {"name": "loki-auth"}},

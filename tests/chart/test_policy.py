@@ -28,6 +28,7 @@ from .support import (
 
 OUR_IMAGES = {
     "consumer": "ingestion-observability/consumer",
+    "intake": "ingestion-observability/intake",
     "producer": "ingestion-observability/producer",
     "operator": "ingestion-observability/operator",
 }
@@ -72,7 +73,8 @@ def test_every_container_has_requests_and_limits(value_set: list[Manifest]) -> N
 
 def test_long_running_containers_have_liveness_and_readiness_probes(value_set: list[Manifest]) -> None:
     deployments = by_kind(value_set, "Deployment")
-    assert {d["metadata"]["name"] for d in deployments} == {f"{RELEASE}-consumer", f"{RELEASE}-operator"}
+    names = {d["metadata"]["name"] for d in deployments}
+    assert names - {f"{RELEASE}-intake"} == {f"{RELEASE}-consumer", f"{RELEASE}-operator"}  # intake: optional
     for deployment in deployments:
         for container in containers(deployment["spec"]["template"]["spec"]):
             ports = {p["name"]: p["containerPort"] for p in container["ports"]}
@@ -132,12 +134,15 @@ def test_default_images_are_tagged_with_the_app_version(value_set: list[Manifest
 
 
 def test_only_the_operator_gets_an_api_token(value_set: list[Manifest]) -> None:
+    components = set()
     for workload, pod in pod_specs(value_set):
         component = workload["metadata"]["labels"]["app.kubernetes.io/component"]
         assert pod["automountServiceAccountToken"] is (component == "operator")
         assert pod["serviceAccountName"] == f"{RELEASE}-{component}"
+        components.add(component)
     accounts = {sa["metadata"]["name"] for sa in by_kind(value_set, "ServiceAccount")}
-    assert accounts == {f"{RELEASE}-{c}" for c in OUR_IMAGES}
+    assert accounts == {f"{RELEASE}-{c}" for c in components}
+    assert components - {"intake"} == set(OUR_IMAGES) - {"intake"}  # the intake is off by default
 
 
 # --- RBAC ------------------------------------------------------------------------------------------------
@@ -272,7 +277,7 @@ def test_prometheus_rule_is_the_generated_file_untouched(value_set: list[Manifes
     generated_text = (CHART / "files" / "rules" / "ingestion-rules.yaml").read_text()
     assert rule["spec"] == yaml.safe_load(generated_text)
     alerts = [r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r]
-    assert len(alerts) == 9
+    assert len(alerts) == 10  # the seed's nine and IngestionExecutionBloquee
     descriptions = " ".join(a["annotations"].get("description", "") for a in alerts)
     assert "{{ $value }}" in descriptions and "{{ $labels.source }}" in descriptions
 

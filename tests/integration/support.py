@@ -104,8 +104,8 @@ class Aggregates:
             by_etat.get("FAILED", 0),
             len(runs),
             math.fsum(r.duree for r in runs),
-            math.fsum(r.cpu for r in runs),
-            math.fsum(r.memory for r in runs),
+            math.fsum(r.cpu for r in runs if r.cpu is not None),
+            math.fsum(r.memory for r in runs if r.memory is not None),
         )
 
     def exactly(self, other: Aggregates) -> bool:

@@ -103,7 +103,7 @@ def test_check_passes_then_counts_a_second_ingestion(running: Demo) -> None:
         "✅ Étape 3 : 72 messages dans ingestion-logs, 72 traités par le consumer, 0 invalide, retard 0",
         "✅ Étape 4 : 72 séries ingestion_runs_total, 71 SUCCESS / 1 FAILED (attendu 72, 71/1)",
         "✅ Étape 5 : tableau de bord : 71 succès / 1 échec, taux d'échec 1.39% (attendu 71/1, 1.39%)",
-        "✅ Étape 6 : 9 règles d'alerte chargées (attendu 9)",
+        "✅ Étape 6 : 10 règles d'alerte chargées (attendu 10)",
         "✅ Étape 6 : IngestionEchecDetecte déclenchée sur sharepoint_graph / EventFactureApplication",
         "✅ Étape 7 : 72 lignes job=ingestion-logs dans VictoriaLogs, dont 1 FAILED (attendu 72, dont 1)",
         "✅ Étape 9 : /metrics du consumer",
@@ -131,7 +131,7 @@ def test_check_fails_on_a_wrong_expectation(running: Demo) -> None:
     )
     assert failed[1].startswith("❌ Étape 5 : tableau de bord : 71 succès / 1 échec")
     assert (
-        failed[2] == "❌ Étape 6 : 9 règles d'alerte chargées (attendu 10) ; manquantes : IngestionInconnue"
+        failed[2] == "❌ Étape 6 : 10 règles d'alerte chargées (attendu 11) ; manquantes : IngestionInconnue"
     )
     assert failed[3].startswith("❌ Étape 7 :")
     assert len(failed) == 4

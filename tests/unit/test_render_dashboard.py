@@ -60,7 +60,7 @@ def test_global_dashboard_layout() -> None:
         "Timeline des runs",
         "Top sources par durée (p95)",
     ]
-    assert len(layout[ROWS[1]]) == 4 and len(layout[ROWS[2]]) == 5
+    assert len(layout[ROWS[1]]) == 6 and len(layout[ROWS[2]]) == 5
 
 
 def test_variables() -> None:

@@ -93,6 +93,9 @@ class Thresholds:
     consumer_down_for: str = "5m"
     kafka_lag: float = 10000.0
     kafka_lag_for: str = "10m"
+    stuck_run: str = (
+        "6h"  # IngestionExecutionBloquee: a run started (OpenLineage START) this long ago, not ended
+    )
 
     def __post_init__(self) -> None:
         _check_durations(
@@ -107,6 +110,7 @@ class Thresholds:
             "mttr_window",
             "consumer_down_for",
             "kafka_lag_for",
+            "stuck_run",
         )
         _check(0 < self.failure_ratio < 1, f"failure_ratio: must be in ]0, 1[, got {self.failure_ratio!r}")
         _check(self.min_runs >= 1, f"min_runs: must be >= 1, got {self.min_runs!r}")

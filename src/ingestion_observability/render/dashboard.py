@@ -300,7 +300,7 @@ class _Board:
         failed = f"sum({selector(rec.failed_record(window), m.run_records)})"
         runs = f"sum({selector(rec.runs_record(window), m.run_records)})"
         ratio_steps = rising(t.failure_ratio / 2, t.failure_ratio)
-        silence = duration_seconds(t.silence)
+        silence, stuck = duration_seconds(t.silence), duration_seconds(t.stuck_run)
         last_run = selector(rec.LAST_RUN, m.source)
         panels: list[Builder[Panel]] = [
             self._series(
@@ -336,6 +336,24 @@ class _Board:
                 unit="s",
                 thresholds=rising(silence * 0.8, silence),
                 width=12 if config.slo is not None else 24,
+            ),
+            self._gauge(
+                "Exécutions en cours par source",
+                "Exécutions démarrées (START OpenLineage) et pas encore terminées (COMPLETE, FAIL ou ABORT).",
+                f"sort_desc(sum by (source) ({selector(rec.IN_PROGRESS, m.objet)}))",
+                unit="short",
+                thresholds=steps(GREEN),
+                width=12,
+            ),
+            self._gauge(
+                "Plus ancienne exécution en cours",
+                "Depuis quand l'exécution ouverte la plus ancienne de chaque source a démarré. Alerte "
+                f"IngestionExecutionBloquee au-delà de {duree(t.stuck_run)}.",
+                f"sort_desc(time() - min by (source) ({selector(rec.OLDEST_OPEN, m.objet)})"
+                f" and on (source) sum by (source) ({selector(rec.IN_PROGRESS, m.objet)}) > 0)",
+                unit="s",
+                thresholds=rising(stuck * 0.5, stuck),
+                width=12,
             ),
         ]
         if config.slo is not None:

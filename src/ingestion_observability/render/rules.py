@@ -54,6 +54,10 @@ def _source_alerts(config: RenderConfig) -> list[dict[str, Any]]:
     # Per objet: a source is silent when all its objets are.
     last_run = selector(rec.LAST_RUN, scope.source)
     failures = selector(rec.FAILURES, scope.source)
+    oldest_open, in_progress = (
+        selector(rec.OLDEST_OPEN, scope.source),
+        selector(rec.IN_PROGRESS, scope.source),
+    )
 
     def p95(metric: str, *, per_objet: bool) -> str:
         return selector(rec.quantile_record(metric, 95, t.quantile_window, per_objet=per_objet), scope.source)
@@ -129,6 +133,18 @@ def _source_alerts(config: RenderConfig) -> list[dict[str, Any]]:
             f"Rafale d'erreurs — {objet}",
             "{{ $value }} échecs de l'objet {{ $labels.objet }} (source {{ $labels.source }}) en "
             f"{duree(burst.window)} (seuil : plus de {burst.count}).",
+        ),
+        _alert(
+            config,
+            "IngestionExecutionBloquee",
+            # the in-progress guard: a gauge left at an old start must not fire once its runs ended
+            f"time() - min by (source, objet) ({oldest_open}) > {duration_seconds(t.stuck_run)}"
+            f" and on (source, objet) max by (source, objet) ({in_progress}) > 0",
+            "warning",
+            f"Exécution bloquée — {objet}",
+            "L'exécution la plus ancienne encore ouverte de l'objet {{ $labels.objet }} (source "
+            "{{ $labels.source }}) a démarré il y a {{ $value | humanizeDuration }} sans se terminer "
+            f"(START sans COMPLETE, FAIL ni ABORT ; seuil {duree(t.stuck_run)}).",
         ),
     ]
 
