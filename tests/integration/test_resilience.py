@@ -123,7 +123,11 @@ def test_poison_messages_go_to_the_dlq(
 def test_log_store_outage_pauses_and_loses_nothing(kafka: KafkaBroker, topic: str, tmp_path: Path) -> None:
     port = free_port()
     outage_store = VictoriaLogsServer.start(tmp_path / "logstore", port)
-    consumer = start_consumer(kafka, outage_store.push_url, topic, tmp_path / "consumer.log")
+    try:
+        consumer = start_consumer(kafka, outage_store.push_url, topic, tmp_path / "consumer.log")
+    except BaseException:
+        outage_store.stop()
+        raise
     try:
         send_events(kafka.bootstrap_servers, topic, runs(50, day=6))
         wait_until(lambda: processed(consumer) == 50, what="50 processed")

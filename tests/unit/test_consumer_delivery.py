@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,14 +36,22 @@ class FakeSink:
 class FakeProducer:
     """The transactional part of a KafkaProducer: records every call, raises where told to."""
 
-    def __init__(self, fail: dict[str, Exception] | None = None) -> None:
+    def __init__(self, fail: dict[str, Exception] | None = None, hang: str = "") -> None:
         self.fail = fail or {}
+        self.hang = hang  # a call that never returns, as kafka-python's waits can after a broker restart
+        self.released = threading.Event()
         self.calls: list[tuple[str, dict[str, Any]]] = []
 
     def _call(self, name: str, **args: Any) -> None:
         self.calls.append((name, args))
+        if name == self.hang:
+            self.released.wait()
         if name in self.fail:
             raise self.fail[name]
+
+    def close(self, timeout: float | None = None) -> None:
+        self._call("close", timeout=timeout)
+        self.released.set()
 
     def begin_transaction(self) -> None:
         self._call("begin_transaction")
@@ -114,9 +123,11 @@ def batch() -> StagedBatch:
     )
 
 
-def delivery(*producers: FakeProducer | Exception, sink: FakeSink | None = None) -> tuple[Delivery, Factory]:
+def delivery(
+    *producers: FakeProducer | Exception, sink: FakeSink | None = None, timeout: float = 30.0
+) -> tuple[Delivery, Factory]:
     factory = Factory(*producers)
-    return Delivery(TOPICS, sink or FakeSink(), factory), factory
+    return Delivery(TOPICS, sink or FakeSink(), factory, timeout), factory
 
 
 # --- the transaction ---------------------------------------------------------------------------------
@@ -317,3 +328,13 @@ def test_lines_rejected_by_loki_become_dead_letters() -> None:
     assert deliver.push_lines(staged, NOW) is None  # nothing left to push
     assert deliver.commit(staged, GROUP_METADATA).verdict is Verdict.COMMITTED
     assert [r["value"] for r in producer.sent(TOPICS.dlq)] == [b"junk", b'{"n":1}', b'{"n":2}']
+
+
+def test_a_transaction_that_never_completes_resets_and_drops_the_producer() -> None:
+    stuck, fresh = FakeProducer(hang="commit_transaction"), FakeProducer()
+    deliver, factory = delivery(stuck, fresh, timeout=0.2)
+    result = deliver.commit(batch(), "group")
+    assert result.verdict is Verdict.RESET and "not completed in 0s" in result.reason
+    assert stuck.released.wait(5) and ("close", {"timeout": 0}) in stuck.calls
+    assert deliver.commit(batch(), "group").verdict is Verdict.COMMITTED  # a new producer, same id
+    assert factory.created == [stuck, fresh]

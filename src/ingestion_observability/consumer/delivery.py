@@ -9,6 +9,7 @@ Behind two small Protocols, so that it is unit-tested with fakes: `LogSink` (Lok
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -47,6 +48,8 @@ class Transactions(Protocol):
 
     def abort_transaction(self) -> None: ...
 
+    def close(self, timeout: float | None = None) -> None: ...
+
 
 class Verdict(Enum):
     COMMITTED = "committed"
@@ -70,11 +73,20 @@ class Topics:
 
 
 class Delivery:
-    def __init__(self, topics: Topics, sink: LogSink, producer: Callable[[], Transactions]) -> None:
+    def __init__(
+        self,
+        topics: Topics,
+        sink: LogSink,
+        producer: Callable[[], Transactions],
+        transaction_timeout: float = 30.0,
+    ) -> None:
         self.topics = topics
         self.sink = sink
         self._new_producer = producer
         self._producer: Transactions | None = None
+        # kafka-python waits for a transaction's steps without a deadline; a broker restart can leave one
+        # waiting forever: past this, the producer is dropped and the outcome taken as unknown.
+        self.transaction_timeout = transaction_timeout
 
     def push_lines(self, batch: StagedBatch, now: float) -> PushResult | None:
         """Push the batch's lines (None when it has none). Safe on a worker thread."""
@@ -102,6 +114,21 @@ class Delivery:
             producer = self._producer = self._producer or self._new_producer()
         except KafkaError as exc:
             return Result(Verdict.RETRY, f"transactional producer not ready: {exc!r}")
+        outcome: list[Result] = []
+        worker = threading.Thread(
+            target=lambda: outcome.append(self._transaction(producer, batch, group_metadata)),
+            name="kafka-transaction",
+            daemon=True,  # left behind if kafka-python never answers: it must not hold the exit
+        )
+        worker.start()
+        worker.join(self.transaction_timeout)
+        if outcome:
+            return outcome[0]
+        self._producer = None  # a new one (same transactional id) fences this one and ends its transaction
+        threading.Thread(target=producer.close, args=(0,), daemon=True).start()
+        return Result(Verdict.RESET, f"transaction not completed in {self.transaction_timeout:.0f}s")
+
+    def _transaction(self, producer: Transactions, batch: StagedBatch, group_metadata: Any) -> Result:
         size = 0
         try:
             producer.begin_transaction()

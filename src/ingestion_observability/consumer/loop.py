@@ -162,6 +162,7 @@ class IngestionConsumer:
         self._revoked = False
         self._rebuilt: set[int] = set()
         self._unrestored: set[int] = set()  # assigned, but their restore failed: tried again
+        self._reseek: set[int] = set()  # reset: consumption resumes at the committed offset
         self._next_lag = 0.0
         self._deadline: float | None = None  # set by stop(): how long a last flush may retry
         self._new_batch()
@@ -317,14 +318,8 @@ class IngestionConsumer:
         """A transaction's outcome is unknown, or our partitions are gone: redo from what Kafka holds."""
         self._abandon()
         owned = [tp for tp in self._consumer.assignment() if tp.topic == self.config.topic]
+        self._reseek.update(tp.partition for tp in owned)
         self._take(owned)
-        for tp in owned:
-            if tp.partition in self.partitions:
-                committed = self._consumer.committed(tp)
-                if committed is None:
-                    self._consumer.seek_to_beginning(tp)
-                else:
-                    self._consumer.seek(tp, committed)
 
     def _until_done(self, attempt: Callable[[], str | None], what: str) -> bool:
         """Retry `attempt` (None = done, else an error) with backoff, consumption paused meanwhile.
@@ -370,6 +365,7 @@ class IngestionConsumer:
         for tp in revoked:
             self.partitions.pop(tp.partition, None)
             self._unrestored.discard(tp.partition)
+            self._reseek.discard(tp.partition)
             self.health.refused.pop(tp.partition, None)
             self.metrics.lag.remove(tp.topic, str(tp.partition))
         self.health.assigned = 0
@@ -389,6 +385,11 @@ class IngestionConsumer:
             restored, refused = restore(
                 self._reader, self.config.state_topic, partitions, self.config.group_id
             )
+            for partition in self._reseek.intersection(restored):
+                tp = TopicPartition(self.config.topic, partition)
+                committed = self._consumer.committed(tp, timeout_ms=10_000)
+                self._consumer.seek(tp, committed or 0)  # kafka-python: None when nothing is committed yet
+                self._reseek.discard(partition)
             if self.config.rebuild_state:  # the documented recovery of a refused partition
                 rebuild = [bad.partition for bad in refused if bad.partition not in self._rebuilt]
                 restored.update(self._rebuild(rebuild))
