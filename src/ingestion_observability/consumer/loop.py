@@ -188,6 +188,7 @@ class IngestionConsumer:
                 self.health.beat()
                 if self._unrestored:
                     self._take([TopicPartition(self.config.topic, p) for p in sorted(self._unrestored)])
+                self._sync_pauses()
                 for tp, messages in self._consumer.poll(timeout_ms=200).items():
                     partition = self.partitions.get(tp.partition)
                     if partition is not None:  # a refused partition is paused: nothing more comes
@@ -342,9 +343,7 @@ class IngestionConsumer:
                 delay = min(delay * 2, 30.0)
             return True
         finally:
-            if paused:
-                served = [tp for tp in self._consumer.paused() if tp.partition in self.partitions]
-                self._consumer.resume(*served)
+            if paused:  # the loop resumes what it serves (_sync_pauses)
                 self.health.waiting_for = ""
 
     def _idle(self, seconds: float) -> None:
@@ -352,6 +351,9 @@ class IngestionConsumer:
         end = time.monotonic() + seconds
         while not self._revoked and (left := end - time.monotonic()) > 0:
             self.health.beat()
+            # Nothing may be fetched here: a record this poll returned would be skipped, never counted.
+            # Partitions assigned by a rebalance inside the poll are paused by partitions_assigned.
+            self._consumer.pause(*self._consumer.assignment())
             self._consumer.poll(timeout_ms=int(min(left, 0.5) * 1000))
             self._refresh_lag()  # the lag keeps growing while paused: show it
 
@@ -371,6 +373,8 @@ class IngestionConsumer:
         self.health.assigned = 0
 
     def partitions_assigned(self, assigned: Any) -> None:
+        if self._flushing:  # a rebalance inside _idle's poll: nothing is fetched until the loop says so
+            self._consumer.pause(*assigned)
         self._take([tp for tp in assigned if tp.topic == self.config.topic])
         self.health.assigned = len(assigned)
         self.health.kafka_ok_at = time.monotonic()
@@ -410,7 +414,6 @@ class IngestionConsumer:
             self.health.refused[bad.partition] = bad.reason
             self.partitions.pop(bad.partition, None)
         self._consumer.pause(*(TopicPartition(self.config.topic, bad.partition) for bad in refused))
-        self._consumer.resume(*(TopicPartition(self.config.topic, p) for p in restored))
         self.metrics.owned_objets.set(sum(len(p.committed) for p in self.partitions.values()))
         log.info(
             "restored %d objet state(s) of %d partition(s) in %.2fs",
@@ -430,6 +433,18 @@ class IngestionConsumer:
             self._rebuilt.add(partition)
         log.warning("recounting partition(s) %s from the start of %s", partitions, self.config.topic)
         return {partition: PartitionState(partition) for partition in partitions}
+
+    def _sync_pauses(self) -> None:
+        """Fetch exactly the partitions this process serves: restored, not refused, not waiting."""
+        assigned = set(self._consumer.assignment())
+        served = {
+            tp for tp in assigned if tp.partition in self.partitions and tp.partition not in self._unrestored
+        }
+        paused = set(self._consumer.paused())
+        if paused & served:
+            self._consumer.resume(*(paused & served))
+        if (assigned - served) - paused:
+            self._consumer.pause(*((assigned - served) - paused))
 
     def _refresh_lag(self) -> None:
         now = time.monotonic()
