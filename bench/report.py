@@ -133,9 +133,9 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
     )
     for restored in results.get("restore", []):
         add(
-            f"restore of {_n(restored['states'])} objet states",
+            f"restore of {_n(restored['series'])} series",
             f"{restored['restore_seconds']} s",
-            f"spawn to ready {restored['spawn_to_ready_seconds']} s; "
+            f"{_n(restored['states'])} objet states; spawn to ready {restored['spawn_to_ready_seconds']} s; "
             f"{_n(restored['changelog_bytes_per_state'])} changelog bytes per state",
         )
     add(

@@ -1,4 +1,4 @@
-"""Restore time: a consumer taking over partitions whose changelog holds N objet states (one per series)."""
+"""Restore time: a consumer taking over partitions whose changelog holds the state of N series."""
 
 from __future__ import annotations
 
@@ -12,19 +12,21 @@ from bench.services import Services
 from devstack.consumer import ConsumerProcess
 
 SOURCES = 10
+SERIES_PER_STATE = 60  # an objet with one run: runs, failures, 4 histograms (56 series), last run, status
 
 
-def measure(services: Services, work: Path, states: int) -> dict[str, Any]:
-    """N runs of N distinct objets consumed once, then a new consumer restores their N states."""
-    objets = states // SOURCES
-    path = producer.cardinality_file(work / f"restore-{states}.ndjson", states, SOURCES, objets)
-    topic = services.topic(f"bench-restore-{states}")
+def measure(services: Services, work: Path, series: int) -> dict[str, Any]:
+    """One run of each of ~series/60 objets consumed once, then a new consumer restores their states."""
+    objets = max(1, -(-series // (SERIES_PER_STATE * SOURCES)))
+    states = objets * SOURCES
+    path = producer.cardinality_file(work / f"restore-{series}.ndjson", states, SOURCES, objets)
+    topic = services.topic(f"bench-restore-{series}")
     producer.publish(services.kafka.bootstrap_servers, topic, path, states)
     path.unlink()
-    group = f"bench-restore-{states}"
+    group = f"bench-restore-{series}"
     args = [f"--max-objets-per-source={objets}"]
     first = consumer_bench.run(
-        work / f"consumer-restore-{states}-1.log",
+        work / f"consumer-restore-{series}-1.log",
         services.kafka.bootstrap_servers,
         services.logstore.push_url,
         topic,
@@ -34,7 +36,7 @@ def measure(services: Services, work: Path, states: int) -> dict[str, Any]:
     )
     spawned = time.perf_counter()
     with ConsumerProcess.start(
-        work / f"consumer-restore-{states}-2.log",
+        work / f"consumer-restore-{series}-2.log",
         services.kafka.bootstrap_servers,
         services.logstore.push_url,
         topic=topic,
@@ -45,8 +47,14 @@ def measure(services: Services, work: Path, states: int) -> dict[str, Any]:
         ready = time.perf_counter() - spawned
         owned = restored.total("ingestion_consumer_owned_objets")
         restore_seconds = restored.total("ingestion_consumer_restore_seconds_sum")
+        exported = sum(
+            1
+            for name, _, _ in restored.samples()
+            if name.startswith("ingestion_") and not name.startswith("ingestion_consumer_")
+        )
     changelog = first.metrics.get("ingestion_consumer_changelog_bytes_total", 0.0)
     return {
+        "series": exported,
         "states": states,
         "owned_after_restore": int(owned),
         "restore_seconds": round(restore_seconds, 3),

@@ -55,10 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown (README)")
     parser.add_argument(
-        "--restore-states",
+        "--restore-series",
         type=int,
         action="append",
-        help="objet states a consumer restores from the changelog (repeatable; default 1000 and 100000)",
+        help="series whose state a consumer restores from the changelog (repeatable; default 1000, 100000)",
     )
     parser.add_argument(
         "--skip", action="append", default=[], choices=["operator", "memory", "cardinality", "restore"]
@@ -237,9 +237,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
             if "restore" not in args.skip:
                 results["restore"] = []
-                for states in args.restore_states or (1_000, 100_000):
-                    step(f"restore: {states} objet states from the changelog")
-                    results["restore"].append(restore.measure(services, work, states))
+                for series in args.restore_series or (1_000, 100_000):
+                    step(f"restore: the state of {series} series from the changelog")
+                    results["restore"].append(restore.measure(services, work, series))
 
             if "cardinality" not in args.skip:
                 step("cardinality: 10 sources × 50 objets")
