@@ -159,7 +159,7 @@ kind-down: ## Delete the kind cluster
 CLUSTER_DIR ?= $(INGESTION_TOOLS_DIR)/cluster
 
 .PHONY: cluster-up cluster-down
-cluster-up: ## Start the local node + prometheus-operator, VictoriaLogs, host Kafka; prints the helm command
+cluster-up: ## Local node + prometheus-operator, VictoriaLogs, host Kafka, the 3 images built in; prints helm install
 	PATH="$(K8S_PATH)" $(BIN)/python -m devstack.cluster up --dir $(CLUSTER_DIR)
 
 cluster-down: ## Stop everything cluster-up started and restore the machine (iptables, cni0, mounts, sysctls)

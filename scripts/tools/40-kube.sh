@@ -8,7 +8,8 @@
 set -euo pipefail
 # shellcheck source=common.sh
 source "$(dirname "$0")/common.sh"
-command -v go >/dev/null || export PATH="/usr/local/go/bin:$PATH"
+# shellcheck source=gomod.sh
+source "$(dirname "$0")/gomod.sh"
 
 # The newest versions the module proxy serves here (k8s.io/kubernetes zips stop at v1.36.3; v1.37.x are refused).
 KUBE_VERSION="${KUBE_VERSION:-v1.36.3}"      # k8s.io/kubernetes; its staging modules: k8s.io/*@v0.36.3
@@ -20,51 +21,6 @@ STRIMZI_VERSION="${STRIMZI_VERSION:-0.51.0}" # io.strimzi:api test-jar (Maven Ce
 BUILD="$TOOLS_DIR/build"
 CRDS="$TOOLS_DIR/crds"
 mkdir -p "$TOOLS_DIR/bin" "$BUILD" "$CRDS"
-
-# timed LABEL CMD...: runs CMD and logs how long it took.
-timed() {
-  local label="$1" start=$SECONDS
-  shift
-  "$@"
-  log "$label took $((SECONDS - start))s"
-}
-
-# moddl MODULE@VERSION FIELD: downloads a module and prints a field of `go mod download -json` (Dir, GoMod).
-moddl() {
-  local json err
-  json="$(go mod download -json "$1" 2>/dev/null || true)"
-  err="$(jq -r '.Error // empty' <<<"${json:-"{\"Error\": \"no answer\"}"}")"
-  if [[ -n "$err" ]]; then
-    log "cannot download $1: $err"
-    return 1
-  fi
-  jq -r ".$2" <<<"$json"
-}
-
-# wrapper_module DIR MODULE VERSION SUBVERSION
-# A throwaway main module in DIR that requires MODULE@VERSION. MODULE's own go.mod points its sibling
-# modules at relative directories (replace k8s.io/api => ./staging/src/k8s.io/api), which makes
-# `go install MODULE/cmd@VERSION` refuse; here every such relative replace of a module MODULE requires is
-# turned into a replace by that module's published tag SUBVERSION. The list comes from MODULE's go.mod.
-wrapper_module() {
-  local dir="$1" module="$2" version="$3" subversion="$4" gomod
-  rm -rf "$dir"
-  mkdir -p "$dir"
-  gomod="$(moddl "$module@$version" GoMod)"
-  (
-    cd "$dir"
-    go mod init "ingestion-observability.tools/$(basename "$dir")" >/dev/null 2>&1
-    go mod edit -require="$module@$version"
-    go mod edit -json "$gomod" | jq -r '
-      [.Require[]?.Path] as $required
-      | .Replace[]?
-      | select((.New.Path | startswith(".")) and (.Old.Path as $old | $required | index($old)))
-      | .Old.Path' |
-      while read -r sibling; do
-        go mod edit -replace="$sibling=$sibling@$subversion"
-      done
-  )
-}
 
 build_kube_apiserver() {
   local dir="$BUILD/kube-apiserver" minor ldflags="-s -w" pkg

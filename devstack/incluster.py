@@ -1,0 +1,241 @@
+"""The chart's dependencies inside the local node (devstack/node.py), since no public image can be pulled:
+the real prometheus-operator (its CRDs from part "kube") with a Prometheus that selects rules, ServiceMonitors
+and PodMonitors by the `release` label as kube-prometheus-stack does, and VictoriaLogs (Apache-2.0, takes
+Loki's pushes). Kafka is the host's KRaft broker (devstack/kafka.py on the node's address); Strimzi, Grafana
+and Loki stay disabled chart dependencies here.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+from .kube import crd_files
+from .node import KubeNode, image_named
+
+NAMESPACE = "monitoring"
+RELEASE_LABEL = "monitoring"  # the `release` label of a kube-prometheus-stack installed as "monitoring"
+PROMETHEUS = "e2e"
+PROMETHEUS_VERSION = "v3.16.0"  # bin/prometheus-k8s (scripts/tools/50-node.sh), the image of part "images"
+VLOGS_PORT = 9428
+# The consumer's LOKI_URL (values-node.yaml's consumer.loki.url): VictoriaLogs' Loki API, by its Service name.
+LOKI_PUSH_URL = f"http://victoria-logs.{NAMESPACE}.svc:{VLOGS_PORT}/insert"
+
+_RESTRICTED = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+}
+
+
+def _rbac(name: str, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    meta = {"name": name, "namespace": NAMESPACE}
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": name},
+            "rules": rules,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+            "subjects": [{"kind": "ServiceAccount", **meta}],
+        },
+    ]
+
+
+def _deployment(name: str, container: dict[str, Any], **pod: Any) -> dict[str, Any]:
+    labels = {"app.kubernetes.io/name": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": 65534, "runAsGroup": 65534},
+                    "containers": [
+                        {
+                            "name": name,
+                            "imagePullPolicy": "Never",
+                            "securityContext": _RESTRICTED,
+                            **container,
+                        }
+                    ],
+                    **pod,
+                },
+            },
+        },
+    }
+
+
+def _read(verbs: list[str], *resources: str, group: str = "") -> dict[str, Any]:
+    return {"apiGroups": [group], "resources": list(resources), "verbs": verbs}
+
+
+def operator_manifests() -> list[dict[str, Any]]:
+    watch = ["get", "list", "watch"]
+    rules = [
+        {"apiGroups": ["monitoring.coreos.com"], "resources": ["*"], "verbs": ["*"]},
+        _read(["*"], "statefulsets", group="apps"),
+        _read(["*"], "configmaps", "secrets"),
+        _read(["list", "delete"], "pods"),
+        _read(["get", "create", "update", "delete"], "services", "services/finalizers", "endpoints"),
+        _read(["list", "watch"], "nodes"),
+        _read(watch, "namespaces"),
+        _read(["create", "patch"], "events"),
+        _read(["create", "patch"], "events", group="events.k8s.io"),
+        _read(watch, "ingresses", group="networking.k8s.io"),
+        _read(["get"], "storageclasses", group="storage.k8s.io"),
+        _read([*watch, "create", "update", "delete"], "endpointslices", group="discovery.k8s.io"),
+    ]
+    container = {
+        "image": image_named("prometheus-operator"),
+        "args": [
+            f"--prometheus-config-reloader={image_named('prometheus-config-reloader')}",
+            "--log-level=info",
+        ],
+        "ports": [{"name": "http", "containerPort": 8080}],
+    }
+    return [
+        *_rbac("prometheus-operator", rules),
+        _deployment("prometheus-operator", container, serviceAccountName="prometheus-operator"),
+    ]
+
+
+def prometheus_manifests() -> list[dict[str, Any]]:
+    watch = ["get", "list", "watch"]
+    rules = [
+        _read(watch, "nodes", "nodes/metrics", "services", "endpoints", "pods"),
+        _read(watch, "endpointslices", group="discovery.k8s.io"),
+        _read(["get"], "configmaps"),
+        _read(watch, "ingresses", group="networking.k8s.io"),
+        {"nonResourceURLs": ["/metrics"], "verbs": ["get"]},
+    ]
+    selector = {"matchLabels": {"release": RELEASE_LABEL}}
+    prometheus = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "Prometheus",
+        "metadata": {"name": PROMETHEUS, "namespace": NAMESPACE},
+        "spec": {
+            "image": image_named("prometheus"),
+            "version": PROMETHEUS_VERSION,
+            "replicas": 1,
+            "serviceAccountName": "prometheus",
+            # kube-prometheus-stack's selection: the `release` label, in every namespace.
+            "serviceMonitorSelector": selector,
+            "serviceMonitorNamespaceSelector": {},
+            "podMonitorSelector": selector,
+            "podMonitorNamespaceSelector": {},
+            "ruleSelector": selector,
+            "ruleNamespaceSelector": {},
+            "scrapeInterval": "5s",
+            "evaluationInterval": "5s",
+            "retention": "2h",
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 65534,
+                "runAsGroup": 65534,
+                "fsGroup": 65534,
+            },
+            "resources": {"requests": {"cpu": "50m", "memory": "200Mi"}},
+        },
+    }
+    return [*_rbac("prometheus", rules), prometheus]
+
+
+def victorialogs_manifests() -> list[dict[str, Any]]:
+    container = {
+        "image": image_named("victoria-logs"),
+        "args": ["-storageDataPath=/data", f"-httpListenAddr=:{VLOGS_PORT}", "-retentionPeriod=1d"],
+        "ports": [{"name": "http", "containerPort": VLOGS_PORT}],
+        "readinessProbe": {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 2},
+        "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "victoria-logs", "namespace": NAMESPACE},
+        "spec": {
+            "selector": {"app.kubernetes.io/name": "victoria-logs"},
+            "ports": [{"name": "http", "port": VLOGS_PORT, "targetPort": "http"}],
+        },
+    }
+    volumes = [{"name": "data", "emptyDir": {}}]
+    return [_deployment("victoria-logs", container, volumes=volumes), service]
+
+
+@dataclass(frozen=True)
+class Monitoring:
+    """The running dependencies; URLs are pod addresses, reachable from this machine over cni0."""
+
+    node: KubeNode
+    prometheus_url: str
+    logs_url: str
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """An instant PromQL query; the result vector."""
+        url = f"{self.prometheus_url}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            result: list[dict[str, Any]] = json.load(resp)["data"]["result"]
+        return result
+
+    def api(self, path: str) -> Any:
+        """GET a Prometheus API path (e.g. "/api/v1/rules"); its `data`."""
+        with urllib.request.urlopen(f"{self.prometheus_url}{path}", timeout=10) as resp:
+            return json.load(resp)["data"]
+
+
+def _pod_ip(node: KubeNode, selector: str) -> str:
+    pods = node.kubectl_json("-n", NAMESPACE, "get", "pods", "-l", selector)["items"]
+    ip = pods[0]["status"].get("podIP") if pods else None
+    if not ip:
+        raise RuntimeError(f"no pod {selector} with an address in {NAMESPACE}")
+    return str(ip)
+
+
+def install(node: KubeNode, *, timeout: float = 300.0) -> Monitoring:
+    """Create the CRDs, prometheus-operator, the Prometheus and VictoriaLogs; wait until they answer."""
+    assert node.plane is not None
+    node.plane.apply_crds(crd_files("prometheus-operator"))
+    node.kubectl("create", "namespace", NAMESPACE, check=False)
+    node.kubectl_apply([*operator_manifests(), *victorialogs_manifests()])
+    for name in ("prometheus-operator", "victoria-logs"):
+        node.kubectl(
+            "-n",
+            NAMESPACE,
+            "rollout",
+            "status",
+            f"deployment/{name}",
+            f"--timeout={int(timeout)}s",
+            timeout=timeout + 10,
+        )
+    node.kubectl_apply(prometheus_manifests())
+    deadline = time.monotonic() + timeout
+    while not node.kubectl("-n", NAMESPACE, "get", "statefulset", f"prometheus-{PROMETHEUS}", check=False):
+        if time.monotonic() > deadline:
+            raise TimeoutError("prometheus-operator made no StatefulSet for the Prometheus")
+        time.sleep(1)
+    node.kubectl(
+        "-n",
+        NAMESPACE,
+        "rollout",
+        "status",
+        f"statefulset/prometheus-{PROMETHEUS}",
+        f"--timeout={int(timeout)}s",
+        timeout=timeout + 10,
+    )
+    prometheus = _pod_ip(node, f"app.kubernetes.io/name=prometheus,prometheus={PROMETHEUS}")
+    logs = _pod_ip(node, "app.kubernetes.io/name=victoria-logs")
+    return Monitoring(node, f"http://{prometheus}:9090", f"http://{logs}:{VLOGS_PORT}")
