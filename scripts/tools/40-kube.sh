@@ -23,14 +23,9 @@ CRDS="$TOOLS_DIR/crds"
 mkdir -p "$TOOLS_DIR/bin" "$BUILD" "$CRDS"
 
 build_kube_apiserver() {
-  local dir="$BUILD/kube-apiserver" minor ldflags="-s -w" pkg
+  local dir="$BUILD/kube-apiserver" ldflags
   wrapper_module "$dir" k8s.io/kubernetes "$KUBE_VERSION" "v0.${KUBE_VERSION#v1.}"
-  minor="${KUBE_VERSION#v1.}"; minor="${minor%%.*}"
-  # The version kubernetes' own build stamps in (hack/lib/version.sh): /version, `--version`, Helm's kubeVersion.
-  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ldflags+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
-    ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  done
+  ldflags="$(kube_ldflags "$KUBE_VERSION")"
   (cd "$dir" && CGO_ENABLED=0 go build -mod=mod -trimpath -ldflags "$ldflags" \
     -o "$TOOLS_DIR/bin/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver)
 }

@@ -39,14 +39,9 @@ if ((${#missing[@]})); then
 fi
 
 build_kube_node() {
-  local dir="$BUILD/kube-node" minor ldflags="-s -w" pkg cmd pkgs=()
+  local dir="$BUILD/kube-node" ldflags cmd pkgs=()
   wrapper_module "$dir" k8s.io/kubernetes "$KUBE_VERSION" "v0.${KUBE_VERSION#v1.}"
-  minor="${KUBE_VERSION#v1.}"; minor="${minor%%.*}"
-  # The version stamps of kubernetes' hack/lib/version.sh: the Node's kubeletVersion, `kubectl version`.
-  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ldflags+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
-    ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  done
+  ldflags="$(kube_ldflags "$KUBE_VERSION")"
   for cmd in "${KUBE_NODE_CMDS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$cmd"); done
   mkdir -p "$dir/bin"
   (cd "$dir" && CGO_ENABLED=0 go build -mod=mod -trimpath -ldflags "$ldflags" -o "$dir/bin/" "${pkgs[@]}")

@@ -45,3 +45,15 @@ wrapper_module() {
       done
   )
 }
+
+# kube_ldflags VERSION: the version stamps of kubernetes' hack/lib/version.sh (/version, `--version`, the
+# Node's kubeletVersion, Helm's kubeVersion), for a build of the k8s.io/kubernetes module at VERSION.
+kube_ldflags() {
+  local version="$1" minor pkg flags="-s -w"
+  minor="${version#v1.}"; minor="${minor%%.*}"
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    flags+=" -X $pkg.gitVersion=$version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    flags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  done
+  echo "$flags"
+}
