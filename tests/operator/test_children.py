@@ -78,7 +78,7 @@ def test_alert_count() -> None:
     with_slo = build(
         "s", "ns", parse({"source": "S", "slo": {"successRatio": 0.99}}, RenderConfig()), SETTINGS
     )
-    assert plain.alerts == 7  # the seven per-source alerts; recording rules are not counted
+    assert plain.alerts == 8  # per-source alerts (stuck run included); recording rules not counted
     assert with_slo.alerts == plain.alerts + 4  # two page and two ticket burn-rate alerts
 
 

@@ -111,7 +111,7 @@ def test_example_becomes_children(kube: KubeControlPlane) -> None:
         "type": "Ready",
         "status": "True",
         "reason": "Reconciled",
-        "message": "11 alerts in PrometheusRule ingestion-efficy, "
+        "message": "12 alerts in PrometheusRule ingestion-efficy, "
         "dashboard in ConfigMap ingestion-dashboard-efficy",
         "lastTransitionTime": ready(live)["lastTransitionTime"],
         "observedGeneration": 1,
@@ -119,7 +119,7 @@ def test_example_becomes_children(kube: KubeControlPlane) -> None:
     assert {k: live["status"][k] for k in ("prometheusRule", "dashboard", "alerts")} == {
         "prometheusRule": "ingestion-efficy",
         "dashboard": "ingestion-dashboard-efficy",
-        "alerts": 11,
+        "alerts": 12,
     }
     rule, config_map = (
         get(kube, f"{RULES}/ingestion-efficy"),

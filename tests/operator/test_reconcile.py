@@ -29,7 +29,7 @@ def test_created_then_unchanged() -> None:
     assert (first.observed.rule, first.observed.dashboard, first.observed.alerts) == (
         "ingestion-s",
         "ingestion-dashboard-s",
-        7,
+        8,
     )
     rule = api.objects[("PrometheusRule", "ns", "ingestion-s")]
     assert rule["metadata"]["ownerReferences"][0]["uid"] == "uid-1"  # adopted
