@@ -289,7 +289,7 @@ def test_a_corrupted_state_record_is_refused_loudly(fleet: Fleet) -> None:
 
     # the documented recovery: recount the partitions from the topic's start, then run as usual
     fleet.kill("a", signal.SIGTERM)
-    fleet.start("a", args=("--rebuild-state=true",))
+    fleet.start("a", args=("--rebuild-state",))
     fleet.wait_exact(Aggregates.of(records))
     fleet.kill("a", signal.SIGTERM)
     fleet.start("a")  # the changelog holds the rebuilt state: no tombstoned or corrupted record is left

@@ -23,7 +23,7 @@ from ingestion_observability.consumer.loop import ConsumerConfig, IngestionConsu
 from ingestion_observability.consumer.metrics import ConsumerMetrics
 from ingestion_observability.consumer.staging import StagingLimits
 from ingestion_observability.consumer.topics import StateTopicError
-from ingestion_observability.settings import add_common_flags, add_flag, setup_logging
+from ingestion_observability.settings import add_common_flags, add_flag, env_flag, setup_logging
 
 log = logging.getLogger("ingestion_observability.consumer")
 
@@ -80,13 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
         None,
         "transactional id, stable per replica (the pod name); default: <group>-<host>-<pid>",
     )
-    add_flag(
-        parser,
+    parser.add_argument(
         "--rebuild-state",
-        "REBUILD_STATE",
-        "false",
-        "recount the partitions whose state is refused (unreadable changelog) from the start of the topic",
-        type=_boolean,
+        action=argparse.BooleanOptionalAction,
+        default=env_flag("REBUILD_STATE"),
+        help="recount the partitions whose state is refused (unreadable changelog) from the topic's start "
+        "(env REBUILD_STATE, default false)",
     )
     add_flag(
         parser,
@@ -113,12 +112,6 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
     )
     return parser
-
-
-def _boolean(text: str) -> bool:
-    if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
-        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-    return text.lower() in ("true", "1", "yes")
 
 
 def config_from(args: argparse.Namespace) -> ConsumerConfig:
