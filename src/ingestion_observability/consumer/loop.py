@@ -107,6 +107,8 @@ class IngestionConsumer:
         self.metrics = metrics
         self.health = health
         self.partitions: dict[int, PartitionState] = {}  # owned and served (what /metrics exports)
+        # read at each scrape: follows restores, commits and revocations alike
+        metrics.owned_objets.set_function(lambda: self._owned_objets())
         servers = config.bootstrap_servers.split(",")
         common: dict[str, Any] = {"bootstrap_servers": servers, "isolation_level": "read_committed"}
         self._consumer = KafkaConsumer(
@@ -302,7 +304,6 @@ class IngestionConsumer:
         m.result("duplicate").inc(batch.duplicates)
         m.dlq_writes.inc(len(batch.dead_letters))
         m.batch_size.observe(batch.messages)
-        m.owned_objets.set(sum(len(p.committed) for p in self.partitions.values()))
         self.health.kafka_ok_at = time.monotonic()
 
     def _abandon(self) -> None:
@@ -414,7 +415,6 @@ class IngestionConsumer:
             self.health.refused[bad.partition] = bad.reason
             self.partitions.pop(bad.partition, None)
         self._consumer.pause(*(TopicPartition(self.config.topic, bad.partition) for bad in refused))
-        self.metrics.owned_objets.set(sum(len(p.committed) for p in self.partitions.values()))
         log.info(
             "restored %d objet state(s) of %d partition(s) in %.2fs",
             sum(len(p.committed) for p in restored.values()),
@@ -433,6 +433,9 @@ class IngestionConsumer:
             self._rebuilt.add(partition)
         log.warning("recounting partition(s) %s from the start of %s", partitions, self.config.topic)
         return {partition: PartitionState(partition) for partition in partitions}
+
+    def _owned_objets(self) -> int:
+        return sum(len(partition.committed) for partition in list(self.partitions.values()))
 
     def _sync_pauses(self) -> None:
         """Fetch exactly the partitions this process serves: restored, not refused, not waiting."""
