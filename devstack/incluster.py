@@ -7,13 +7,11 @@ and Loki stay disabled chart dependencies here.
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+from . import prometheus
 from .kube import crd_files
 from .node import KubeNode, image_named
 
@@ -185,16 +183,12 @@ class Monitoring:
     logs_url: str
 
     def query(self, expr: str) -> list[dict[str, Any]]:
-        """An instant PromQL query; the result vector."""
-        url = f"{self.prometheus_url}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
-        with urllib.request.urlopen(url, timeout=10) as resp:
-            result: list[dict[str, Any]] = json.load(resp)["data"]["result"]
-        return result
+        """An instant PromQL query of the in-cluster Prometheus."""
+        return prometheus.instant_query(self.prometheus_url, expr)
 
     def api(self, path: str) -> Any:
-        """GET a Prometheus API path (e.g. "/api/v1/rules"); its `data`."""
-        with urllib.request.urlopen(f"{self.prometheus_url}{path}", timeout=10) as resp:
-            return json.load(resp)["data"]
+        """GET /api/v1/<path> of the in-cluster Prometheus (e.g. "rules"); its `data`."""
+        return prometheus.api(self.prometheus_url, path)
 
 
 def _pod_ip(node: KubeNode, selector: str) -> str:

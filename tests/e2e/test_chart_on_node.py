@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
@@ -16,7 +16,7 @@ from devstack import images, incluster
 from devstack.cluster import TOPIC
 from devstack.kube import load_manifests
 from devstack.node import KubeNode
-from devstack.prometheus import PrometheusServer
+from devstack.stackcheck import scalar
 from devstack.victorialogs import logsql
 from ingestion_observability.sample import sample_logs_path
 from tests.integration.support import Aggregates, prometheus_aggregates, runs, send_events, wait_until
@@ -31,7 +31,7 @@ SAMPLE = json.loads(sample_logs_path().read_text())
 
 def _aggregates(monitoring: incluster.Monitoring) -> Aggregates:
     # prometheus_aggregates only calls .query(expr), which Monitoring has with the same meaning.
-    return prometheus_aggregates(cast(PrometheusServer, monitoring))
+    return prometheus_aggregates(monitoring.prometheus_url)
 
 
 def _wait_exact(monitoring: incluster.Monitoring, expected: Aggregates, timeout: float = 300.0) -> None:
@@ -44,17 +44,16 @@ def _wait_exact(monitoring: incluster.Monitoring, expected: Aggregates, timeout:
 
 
 def _scalar(monitoring: incluster.Monitoring, expr: str) -> float | None:
-    result = monitoring.query(expr)
-    return float(result[0]["value"][1]) if result else None
+    return scalar(monitoring.prometheus_url, expr)
 
 
 def _firing(monitoring: incluster.Monitoring, alert: str) -> list[dict[str, str]]:
-    alerts: list[dict[str, Any]] = monitoring.api("/api/v1/alerts")["alerts"]
+    alerts: list[dict[str, Any]] = monitoring.api("alerts")["alerts"]
     return [a["labels"] for a in alerts if a["state"] == "firing" and a["labels"]["alertname"] == alert]
 
 
 def _rule_files(monitoring: incluster.Monitoring) -> set[str]:
-    return {group["file"] for group in monitoring.api("/api/v1/rules")["groups"]}
+    return {group["file"] for group in monitoring.api("rules")["groups"]}
 
 
 def _pods(node: KubeNode, component: str) -> list[dict[str, Any]]:

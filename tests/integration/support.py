@@ -13,7 +13,8 @@ from typing import Any
 import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from devstack.prometheus import PrometheusServer
+from devstack.prometheus import instant_query
+from devstack.stackcheck import scalar
 from devstack.victorialogs import VictoriaLogsServer
 from ingestion_observability.event import normalise, parse_event
 from ingestion_observability.producer import cli as producer_cli
@@ -160,16 +161,15 @@ def stored_lines(logstore: VictoriaLogsServer, job: str) -> int:
     return logstore.count_distinct(f'job:="{job}"')
 
 
-def prometheus_aggregates(prometheus: PrometheusServer) -> Aggregates:
-    """The same aggregates as Prometheus sees them now, summed over every target."""
+def prometheus_aggregates(prometheus_url: str) -> Aggregates:
+    """The same aggregates as the Prometheus at `prometheus_url` sees them now, summed over every target."""
 
     def one(expr: str) -> float:
-        result = prometheus.query(expr)
-        return float(result[0]["value"][1]) if result else 0.0
+        return scalar(prometheus_url, expr) or 0.0
 
     by_etat = {
         r["metric"]["etat"]: int(float(r["value"][1]))
-        for r in prometheus.query("sum by (etat) (ingestion_runs_total)")
+        for r in instant_query(prometheus_url, "sum by (etat) (ingestion_runs_total)")
     }
     return Aggregates(
         by_etat,

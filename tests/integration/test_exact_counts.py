@@ -89,10 +89,10 @@ class Fleet:
 
     def wait_exact(self, expected: Aggregates, timeout: float = 180.0) -> None:
         wait_until(
-            lambda: prometheus_aggregates(self.prometheus).exactly(expected),
+            lambda: prometheus_aggregates(self.prometheus.url).exactly(expected),
             timeout=timeout,
             what="Prometheus' totals equal to the produced runs",
-            seen=lambda: prometheus_aggregates(self.prometheus),
+            seen=lambda: prometheus_aggregates(self.prometheus.url),
         )
 
     def close(self) -> None:
