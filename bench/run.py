@@ -30,7 +30,7 @@ from bench import intake as intake_bench
 from bench.null_loki import NullLoki
 from bench.report import evaluate_targets, markdown, table
 from bench.services import PARTITIONS, running
-from ingestion_observability.consumer.loop import KAFKA_CONSUMER_CONFIG
+from ingestion_observability.consumer.clients import KAFKA_CONSUMER_CONFIG
 
 # glibc's malloc as the consumer image may set it: two arenas instead of one per thread, and large buffers
 # (Loki payloads, fetch responses) always in their own mappings, given back when freed.

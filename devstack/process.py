@@ -158,3 +158,11 @@ class LocalHttpProcess(OneProcessService):
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Until /readyz answers 200."""
         self.process.wait_until(lambda: http_ok(f"{self.url}/readyz"), timeout, "ready")
+
+    def readiness(self) -> str:
+        """What /readyz says now, ready or not."""
+        try:
+            with urllib.request.urlopen(f"{self.url}/readyz", timeout=5) as resp:
+                return str(resp.read().decode())
+        except urllib.error.HTTPError as exc:
+            return str(exc.read().decode())

@@ -15,11 +15,8 @@ from devstack.consumer import ConsumerProcess
 from devstack.kafka import KafkaBroker
 from devstack.prometheus import PrometheusServer
 from devstack.victorialogs import VictoriaLogsServer
-from tests.integration.support import produce, wait_until
-
-REPO = Path(__file__).resolve().parents[2]
-# The committed, generated rules the chart ships: the live tests prove this very file.
-CHART_RULES = REPO / "charts" / "ingestion-observability" / "files" / "rules" / "ingestion-rules.yaml"
+from tests.integration.fleet import Fleet
+from tests.integration.support import CHART_RULES, produce, wait_until
 
 _names = itertools.count(1)
 
@@ -86,3 +83,12 @@ def pipeline(
         wait_until(lambda: consumer.total("ingestion_runs_total") == 72, what="72 runs counted")
         prometheus.wait_for("count(ingestion_runs_total) == 72", timeout=30)
         yield Pipeline(kafka, logstore, prometheus, consumer, exit_code, out.getvalue())
+
+
+@pytest.fixture
+def fleet(kafka: KafkaBroker, logstore: VictoriaLogsServer, topic: str, tmp_path: Path) -> Iterator[Fleet]:
+    fleet = Fleet(kafka, logstore, topic, tmp_path)
+    try:
+        yield fleet
+    finally:
+        fleet.close()

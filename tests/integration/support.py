@@ -21,6 +21,10 @@ from ingestion_observability.producer import cli as producer_cli
 from ingestion_observability.producer.generate import generate_records
 from ingestion_observability.producer.publisher import event_key
 
+REPO = Path(__file__).resolve().parents[2]
+# The committed, generated rules the chart ships: the live tests prove this very file.
+CHART_RULES = REPO / "charts" / "ingestion-observability" / "files" / "rules" / "ingestion-rules.yaml"
+
 
 def wait_until(
     check: Callable[[], object],

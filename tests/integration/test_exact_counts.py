@@ -14,23 +14,20 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from devstack.consumer import ConsumerProcess
 from devstack.kafka import KafkaBroker
-from devstack.prometheus import CONSUMER_JOB, PrometheusServer
+from devstack.prometheus import PrometheusServer
 from devstack.victorialogs import VictoriaLogsServer
 from ingestion_observability.producer.generate import generate_records
 from ingestion_observability.sample import sample_logs_path
-from tests.integration.conftest import CHART_RULES
+from tests.integration.fleet import Fleet
 from tests.integration.support import (
     Aggregates,
     lag,
-    prometheus_aggregates,
     runs,
     send_events,
     send_keyed,
@@ -38,76 +35,6 @@ from tests.integration.support import (
 )
 
 pytestmark = pytest.mark.integration
-
-SESSION_TIMEOUT_MS = 3000  # a killed or frozen consumer's partitions move on within seconds
-
-
-class Fleet:
-    """Consumers of one topic and group, each with its own transactional id, scraped by one Prometheus."""
-
-    def __init__(self, kafka: KafkaBroker, store: VictoriaLogsServer, topic: str, work: Path) -> None:
-        self.kafka, self.store, self.topic, self.work = kafka, store, topic, work
-        self.members: dict[str, ConsumerProcess] = {}
-        self.prometheus = PrometheusServer.start(
-            work / "prometheus",
-            targets=[],
-            scrape_interval="1s",
-            evaluation_interval="1s",
-            rule_files=[CHART_RULES],
-        )
-        self._started = 0
-
-    def start(self, name: str, *, ready: bool = True, args: tuple[str, ...] = ()) -> ConsumerProcess:
-        self._started += 1
-        consumer = ConsumerProcess.start(
-            self.work / f"{name}-{self._started}.log",
-            self.kafka.bootstrap_servers,
-            self.store.push_url,
-            topic=self.topic,
-            group_id=f"{self.topic}-group",
-            extra_args=[
-                f"--loki-job={self.topic}",
-                f"--session-timeout-ms={SESSION_TIMEOUT_MS}",
-                f"--transactional-id={self.topic}-{name}",  # stable per member: a restart fences the dead one
-                *args,
-            ],
-        )
-        self.members[name] = consumer
-        self._retarget()
-        if ready:
-            consumer.wait_ready(timeout=90)
-        return consumer
-
-    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
-        consumer = self.members.pop(name)
-        consumer.process.signal(sig)
-        consumer.stop()
-        self._retarget()
-
-    def _retarget(self) -> None:
-        self.prometheus.reload(jobs={CONSUMER_JOB: [c.target for c in self.members.values()]})
-
-    def wait_exact(self, expected: Aggregates, timeout: float = 180.0) -> None:
-        wait_until(
-            lambda: prometheus_aggregates(self.prometheus.url).exactly(expected),
-            timeout=timeout,
-            what="Prometheus' totals equal to the produced runs",
-            seen=lambda: prometheus_aggregates(self.prometheus.url),
-        )
-
-    def close(self) -> None:
-        for consumer in self.members.values():
-            consumer.stop()
-        self.prometheus.stop()
-
-
-@pytest.fixture
-def fleet(kafka: KafkaBroker, logstore: VictoriaLogsServer, topic: str, tmp_path: Path) -> Iterator[Fleet]:
-    fleet = Fleet(kafka, logstore, topic, tmp_path)
-    try:
-        yield fleet
-    finally:
-        fleet.close()
 
 
 def firing(prometheus: PrometheusServer, alert: str) -> list[dict[str, Any]]:
@@ -193,6 +120,7 @@ def test_scale_out_and_a_lost_member_are_exact(
                     owners.setdefault((labels["source"], labels["objet"]), []).append(name)
         assert owners and all(len(names) == 1 for names in owners.values())
         assert len({name for names in owners.values() for name in names}) == 3
+        assert fleet.counter_resets() == 0
     finally:
         fleet.close()
 

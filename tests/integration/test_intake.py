@@ -36,8 +36,7 @@ from devstack.kafka import KafkaBroker
 from devstack.prometheus import PrometheusServer
 from devstack.victorialogs import VictoriaLogsServer
 from ingestion_observability.sample import sample_logs_path
-from tests.integration.conftest import CHART_RULES, REPO
-from tests.integration.support import read_topic, wait_until
+from tests.integration.support import CHART_RULES, REPO, read_topic, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 from kafka import TopicPartition
-from kafka.errors import CommitFailedError, KafkaError
-from kafka.structs import OffsetAndMetadata
+from kafka.errors import CommitFailedError, IllegalGenerationError, KafkaError, UnknownMemberIdError
+from kafka.structs import ConsumerGroupMetadata, OffsetAndMetadata
 
 from ingestion_observability.consumer.delivery import Delivery, Topics, Verdict
 from ingestion_observability.consumer.loki import Entry, LokiBatch, Outcome, PushResult
@@ -19,7 +19,8 @@ from ingestion_observability.consumer.staging import DeadLetter, StagedBatch
 from ingestion_observability.consumer.state import ObjetState, decode, encode
 
 TOPICS = Topics(input="in", dlq="in.dlq", state="in.state")
-GROUP_METADATA = object()  # what KafkaConsumer.group_metadata() returns: passed through untouched
+# what KafkaConsumer.group_metadata() returns for a member of generation 7: passed through untouched
+GROUP_METADATA = ConsumerGroupMetadata("group", 7, "member-1", None)
 NOW = 1_800_000_000.0
 
 
@@ -240,11 +241,12 @@ def test_an_abort_that_fails_resets_and_a_new_producer_is_created() -> None:
 
 
 @pytest.mark.parametrize("failing", ["send_offsets_to_transaction", "commit_transaction"])
-def test_offsets_refused_by_the_group_reset(failing: str) -> None:
-    producer = FakeProducer({failing: CommitFailedError("generation is stale")})
+@pytest.mark.parametrize("error", [CommitFailedError, IllegalGenerationError, UnknownMemberIdError])
+def test_offsets_refused_by_the_group_mean_the_partitions_are_lost(failing: str, error: type) -> None:
+    producer = FakeProducer({failing: error("generation is stale")})
     deliver, factory = delivery(producer, FakeProducer())
     result = deliver.commit(batch(), GROUP_METADATA)
-    assert result.verdict is Verdict.RESET
+    assert result.verdict is Verdict.LOST
     assert result.reason.startswith("offsets refused by the group: ")
     assert producer.names[-1] == "abort_transaction"
     assert result.changelog_bytes == 0
@@ -257,9 +259,27 @@ def test_offsets_refused_and_abort_failing_drops_the_producer() -> None:
         {"commit_transaction": CommitFailedError("stale"), "abort_transaction": KafkaError("fenced")}
     )
     deliver, factory = delivery(producer, FakeProducer())
-    assert deliver.commit(batch(), GROUP_METADATA).verdict is Verdict.RESET
+    assert deliver.commit(batch(), GROUP_METADATA).verdict is Verdict.LOST
     assert deliver.commit(batch(), GROUP_METADATA).verdict is Verdict.COMMITTED
     assert len(factory.created) == 2
+
+
+@pytest.mark.parametrize(
+    "membership",
+    [
+        ConsumerGroupMetadata("group", -1, "", None),  # reset after a lost session (kafka-python)
+        ConsumerGroupMetadata("group", -1, "member-1", None),
+        ConsumerGroupMetadata("group", 7, "", None),
+        None,
+    ],
+)
+def test_no_transaction_without_a_membership(membership: Any) -> None:
+    """The broker accepts transactional offsets sent without a generation: they must never be sent."""
+    producer = FakeProducer()
+    deliver, factory = delivery(producer)
+    result = deliver.commit(batch(), membership)
+    assert result.verdict is Verdict.LOST and "not a member of the group" in result.reason
+    assert producer.names == [] and factory.created == []  # no producer made, no transaction opened
 
 
 def test_a_producer_that_cannot_be_created_is_retried() -> None:
@@ -333,8 +353,8 @@ def test_lines_rejected_by_loki_become_dead_letters() -> None:
 def test_a_transaction_that_never_completes_resets_and_drops_the_producer() -> None:
     stuck, fresh = FakeProducer(hang="commit_transaction"), FakeProducer()
     deliver, factory = delivery(stuck, fresh, timeout=0.2)
-    result = deliver.commit(batch(), "group")
+    result = deliver.commit(batch(), GROUP_METADATA)
     assert result.verdict is Verdict.RESET and "not completed in 0s" in result.reason
     assert stuck.released.wait(5) and ("close", {"timeout": 0}) in stuck.calls
-    assert deliver.commit(batch(), "group").verdict is Verdict.COMMITTED  # a new producer, same id
+    assert deliver.commit(batch(), GROUP_METADATA).verdict is Verdict.COMMITTED  # a new producer, same id
     assert factory.created == [stuck, fresh]

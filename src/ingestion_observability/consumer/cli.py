@@ -17,12 +17,17 @@ from prometheus_client import (
     disable_created_metrics,
 )
 
+from ingestion_observability.consumer.clients import connect
+from ingestion_observability.consumer.delivery import Delivery, Topics
 from ingestion_observability.consumer.export import StateCollector
 from ingestion_observability.consumer.health import HealthState, serve
+from ingestion_observability.consumer.loki import LokiClient
 from ingestion_observability.consumer.loop import ConsumerConfig, IngestionConsumer
 from ingestion_observability.consumer.metrics import ConsumerMetrics
+from ingestion_observability.consumer.pipeline import BatchLimits
+from ingestion_observability.consumer.restore import KafkaChangelog
 from ingestion_observability.consumer.staging import StagingLimits
-from ingestion_observability.consumer.topics import StateTopicError
+from ingestion_observability.consumer.topics import StateTopicError, ensure_state_topic
 from ingestion_observability.settings import add_common_flags, add_flag, env_flag, setup_logging
 
 log = logging.getLogger("ingestion_observability.consumer")
@@ -134,9 +139,37 @@ def config_from(args: argparse.Namespace) -> ConsumerConfig:
             max_objets_per_source=args.max_objets_per_source,
             recent_keys_per_objet=args.recent_keys_per_objet,
         ),
-        batch_max_bytes=args.batch_max_bytes,
-        batch_max_seconds=args.batch_max_seconds,
+        batches=BatchLimits(max_bytes=args.batch_max_bytes, max_seconds=args.batch_max_seconds),
         session_timeout_ms=args.session_timeout_ms,
+    )
+
+
+def build(config: ConsumerConfig, metrics: ConsumerMetrics, health: HealthState) -> IngestionConsumer:
+    """The consumer on real clients: Kafka (group member, changelog reader, transactional producer), Loki."""
+    member, reader, producer = connect(
+        config.bootstrap_servers,
+        config.group_id,
+        config.session_timeout_ms,
+        config.transactional_id,
+        config.transaction_timeout_ms,
+    )
+    sink = LokiClient(
+        config.loki_url,
+        tenant=config.loki_tenant,
+        username=config.loki_username,
+        password=config.loki_password,
+    )
+    topics = Topics(config.topic, config.dlq_topic, config.state_topic, config.group_id)
+    return IngestionConsumer(
+        config,
+        metrics,
+        health,
+        member,
+        KafkaChangelog(reader, config.state_topic, config.group_id),
+        Delivery(topics, sink, producer),
+        prepare=lambda wait: ensure_state_topic(
+            config.bootstrap_servers, config.topic, config.state_topic, wait
+        ),
     )
 
 
@@ -149,8 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         collector(registry=registry)
     metrics = ConsumerMetrics(registry)
     health = HealthState()
-    consumer = IngestionConsumer(config_from(args), metrics, health)
-    business = StateCollector(lambda: consumer.partitions.values())
+    consumer = build(config_from(args), metrics, health)
+    business = StateCollector(consumer.exported)
     server = serve(registry, health, args.metrics_port, args.metrics_address, business.text)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

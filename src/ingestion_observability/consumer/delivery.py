@@ -16,7 +16,7 @@ from enum import Enum
 from typing import Any, Protocol
 
 from kafka import TopicPartition
-from kafka.errors import CommitFailedError, KafkaError
+from kafka.errors import CommitFailedError, IllegalGenerationError, KafkaError, UnknownMemberIdError
 from kafka.structs import OffsetAndMetadata
 
 from ingestion_observability.consumer.loki import LokiBatch, Outcome, PushResult
@@ -54,7 +54,20 @@ class Transactions(Protocol):
 class Verdict(Enum):
     COMMITTED = "committed"
     RETRY = "retry"  # Loki down, or the transaction aborted cleanly: try the same batch again later
-    RESET = "reset"  # partitions lost, producer fenced, or the outcome unknown: redo from committed state
+    LOST = "lost"  # not a member of the group's generation: the partitions are another member's now
+    RESET = "reset"  # producer fenced or the outcome unknown: a new producer, then redo from committed state
+
+
+def is_member(group_metadata: Any) -> bool:
+    """True while `group_metadata` names a generation of the group.
+
+    Kafka's group coordinator checks a transactional offset commit against the group only when it carries a
+    generation (>= 0) or a member id: one sent with kafka-python's reset membership (-1, '') is accepted
+    even while another member owns the partitions. A commit therefore needs this to be true.
+    """
+    return (
+        bool(getattr(group_metadata, "member_id", "")) and getattr(group_metadata, "generation_id", -1) >= 0
+    )
 
 
 @dataclass(frozen=True)
@@ -108,12 +121,29 @@ class Delivery:
         batch.loki = LokiBatch(batch.loki.job)
         return None
 
-    def commit(self, batch: StagedBatch, group_metadata: Any) -> Result:
-        """The batch's transaction: dead letters, changelog records, offsets; aborted on any failure."""
+    def ready(self) -> str | None:
+        """Make sure a transactional producer exists: None when it does, else why not.
+
+        A new producer's init_transactions() completes or aborts whatever transaction an older producer of
+        the same id left open, so the loop calls this before it reads committed offsets and restores.
+        """
         try:
-            producer = self._producer = self._producer or self._new_producer()
+            self._producer = self._producer or self._new_producer()
         except KafkaError as exc:
-            return Result(Verdict.RETRY, f"transactional producer not ready: {exc!r}")
+            return f"transactional producer not ready: {exc!r}"
+        return None
+
+    def commit(self, batch: StagedBatch, group_metadata: Any) -> Result:
+        """The batch's transaction: dead letters, changelog records, offsets; aborted on any failure.
+
+        Never opened without a membership (`is_member`): the broker would accept its offsets anyway.
+        """
+        if not is_member(group_metadata):
+            return Result(Verdict.LOST, f"not a member of the group ({group_metadata}): nothing committed")
+        if (error := self.ready()) is not None:
+            return Result(Verdict.RETRY, error)
+        producer = self._producer
+        assert producer is not None
         outcome: list[Result] = []
         worker = threading.Thread(
             target=lambda: outcome.append(self._transaction(producer, batch, group_metadata)),
@@ -149,9 +179,10 @@ class Delivery:
             if offsets:
                 producer.send_offsets_to_transaction(offsets, group_metadata)
             producer.commit_transaction()
-        except CommitFailedError as exc:  # KIP-447: our generation is stale, the partitions are gone
+        except (CommitFailedError, IllegalGenerationError, UnknownMemberIdError) as exc:
+            # KIP-447: our generation is stale, the partitions are another member's
             self._abort(producer)
-            return Result(Verdict.RESET, f"offsets refused by the group: {exc}")
+            return Result(Verdict.LOST, f"offsets refused by the group: {exc}")
         except KafkaError as exc:
             if self._abort(producer):
                 return Result(Verdict.RETRY, f"transaction aborted: {exc!r}")

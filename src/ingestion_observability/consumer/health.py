@@ -41,11 +41,11 @@ class HealthState:
         if self.refused:
             why = "; ".join(f"partition {p}: {reason}" for p, reason in sorted(self.refused.items()))
             return False, f"state refused, partition(s) not served: {why}"
+        suffix = f", waiting for {self.waiting_for}" if self.waiting_for else ""
         if self.assigned == 0:
-            return False, "no partition assigned"
+            return False, f"no partition assigned{suffix}"
         if kafka_age > KAFKA_TIMEOUT:
             return False, f"Kafka not reached for {kafka_age:.0f}s"
-        suffix = f", waiting for {self.waiting_for}" if self.waiting_for else ""
         return True, f"{self.assigned} partition(s) assigned{suffix}"
 
 

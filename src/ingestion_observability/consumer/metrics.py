@@ -43,7 +43,8 @@ class ConsumerMetrics:
         )
         self.transactions = Counter(
             f"{P}transactions",
-            "Kafka transactions, by result (committed, aborted, reset)",
+            "Kafka transactions, by result (committed, aborted, lost: refused for want of a membership, "
+            "reset: outcome unknown)",
             ["result"],
             registry=registry,
         )
@@ -72,8 +73,16 @@ class ConsumerMetrics:
             f"{P}owned_objets", "(source, objet) states this process owns and exports", registry=registry
         )
         self._results = {r: self.messages.labels(r) for r in ("processed", "invalid", "duplicate")}
-        for result in ("committed", "aborted", "reset"):
+        self.ownership = Counter(
+            f"{P}ownership_events",
+            "Partition ownership events: assigned, revoked (by a rebalance), lost (membership gone)",
+            ["event"],
+            registry=registry,
+        )
+        for result in ("committed", "aborted", "lost", "reset"):
             self.transactions.labels(result)
+        for event in ("assigned", "revoked", "lost"):
+            self.ownership.labels(event)
 
     def result(self, result: str) -> Counter:
         return self._results[result]

@@ -1,9 +1,14 @@
-"""Restore on assignment: read a partition's changelog to its end (read_committed), newest record per key."""
+"""Restore on assignment: read a partition's changelog to its end (read_committed), newest record per key.
+
+`Changelog` is what the loop needs of it (a Protocol, so the ownership tests restore from a fake);
+`KafkaChangelog` reads the real topic.
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 from kafka import KafkaConsumer, TopicPartition
 
@@ -65,3 +70,24 @@ def restore(
             continue
         restored[partition] = PartitionState(partition, states)
     return restored, refused
+
+
+class Changelog(Protocol):
+    def restore(self, partitions: list[int]) -> tuple[dict[int, PartitionState], list[Refused]]: ...
+
+    def live_keys(self, partitions: list[int]) -> dict[int, list[bytes]]: ...
+
+
+class KafkaChangelog:
+    """The compacted changelog topic of one consumer group, read with a consumer of no group."""
+
+    def __init__(self, reader: KafkaConsumer, topic: str, group: str) -> None:
+        self.reader, self.topic, self.group = reader, topic, group
+
+    def restore(self, partitions: list[int]) -> tuple[dict[int, PartitionState], list[Refused]]:
+        return restore(self.reader, self.topic, partitions, self.group)
+
+    def live_keys(self, partitions: list[int]) -> dict[int, list[bytes]]:
+        """Per partition, the keys whose newest record is not a tombstone (what a rebuild forgets)."""
+        latest = read_changelog(self.reader, self.topic, partitions)
+        return {p: [key for key, (_, value) in records.items() if value] for p, records in latest.items()}

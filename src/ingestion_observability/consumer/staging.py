@@ -60,6 +60,7 @@ class StagedBatch:
     """Everything a batch changes, applied only after its transaction commits."""
 
     loki: LokiBatch
+    epoch: int = 0  # the ownership epoch it was staged in (ownership.py): committed only in that epoch
     # per input partition: the new versions of the objets the batch touched
     states: dict[int, dict[tuple[str, str], ObjetState]] = field(default_factory=dict)
     dead_letters: list[DeadLetter] = field(default_factory=list)
@@ -70,6 +71,8 @@ class StagedBatch:
     duplicates: int = 0
     invalid: int = 0
     folded: Counter[str] = field(default_factory=Counter)
+    changelog_records: int = 0  # one per (source, objet) touched
+    changelog_bytes: int = 0  # their estimated size (bounds the transaction, see pipeline.BatchLimits)
 
     @property
     def empty(self) -> bool:
@@ -123,6 +126,8 @@ def stage(
             latest = partition.latest(key)
             state = ObjetState.new(source, label) if latest is None else latest.evolve()
             touched[key] = partition.staged[key] = state
+            batch.changelog_records += 1
+            batch.changelog_bytes += estimated_size(state)
         # a run's key: its start (connector records) or its runId (OpenLineage); a folded state holds several
         # objets, so there the key names the objet too
         run_key = run.debut if lineage is None else f"openlineage:{lineage.run_id}"
@@ -146,6 +151,11 @@ def stage(
             Entry(run.fin, message.timestamp / 1000.0, line, run.objet),
         )
     batch.offsets[partition.partition] = messages[-1].offset + 1
+
+
+def estimated_size(state: ObjetState) -> int:
+    """About the size of a state's changelog record: histograms and labels, and its run keys."""
+    return 1024 + len(state.source) + len(state.objet) + 48 * len(state.recent)
 
 
 def _open(state: ObjetState, start: LineageEvent, max_open: int) -> None:
