@@ -112,25 +112,32 @@ class IngestionConsumer:
     def run(self) -> None:
         if not self._prepare(self._wait):
             return
-        self._consumer.subscribe([self.config.topic], listener=self.ownership)
-        log.info("consuming %s as group %s", self.config.topic, self.config.group_id)
+        self.subscribe()
         # Everything alive now lives as long as the process: keep it out of every collection, and collect
         # the young generation less often (each message allocates a dozen short-lived containers).
         gc.freeze()
         gc.set_threshold(20_000, 20, 20)
         try:
             while not self._stop.is_set():
-                self._report()
-                self._take()
-                self.ownership.sync_pauses()
-                self.pipeline.stage(self._consumer.poll(timeout_ms=200))
-                self.pipeline.step()
-                self._refresh()
+                self.step()
             if self.pipeline.flush():
                 log.info("last batch committed")
         finally:
             self.pipeline.close()
             self._consumer.close(autocommit=False, timeout_ms=2000)
+
+    def subscribe(self) -> None:
+        self._consumer.subscribe([self.config.topic], listener=self.ownership)
+        log.info("consuming %s as group %s", self.config.topic, self.config.group_id)
+
+    def step(self) -> None:
+        """One turn of the loop: take what was assigned, poll, stage, deliver what is due."""
+        self._report()
+        self._take()
+        self.ownership.sync_pauses()
+        self.pipeline.stage(self._consumer.poll(timeout_ms=200))
+        self.pipeline.step()
+        self._refresh()
 
     def _take(self) -> None:
         if self.pipeline.batch.epoch != self.ownership.epoch:

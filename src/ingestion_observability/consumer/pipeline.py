@@ -84,14 +84,21 @@ class Pipeline:
     # --- the loop's calls ------------------------------------------------------------------------------
 
     def stage(self, polled: Mapping[Any, Sequence[Message]]) -> None:
-        """Stage what a poll returned, or abandon everything when ownership changed since the batch began."""
-        if self.batch.epoch != self.ownership.epoch:
+        """Stage what a poll returned, in batches within their changelog bound (a poll may hold more
+        objets than one transaction may carry); abandon everything when ownership changed since."""
+        epoch = self.ownership.epoch
+        if self.batch.epoch != epoch:
             self.abandon()  # records of this poll too: every partition is sought again before it is served
             return
         for tp, messages in polled.items():
             partition = self.ownership.served.get(tp.partition)
-            if partition is not None:
-                stage(self.batch, partition, messages, self.staging)
+            start = 0
+            while partition is not None and start < len(messages) and self.ownership.epoch == epoch:
+                room = max(1, self.limits.max_changelog_records - self.batch.changelog_records)
+                stage(self.batch, partition, messages[start : start + room], self.staging)
+                start += room
+                if start < len(messages) and self._due():
+                    self._dispatch()  # may complete older batches: ownership may change meanwhile
 
     def step(self) -> None:
         """Commit the batches whose push ended, and start the current one's when it is due."""
