@@ -110,6 +110,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_flag(
         parser,
+        "--batch-max-changelog-records",
+        "BATCH_MAX_CHANGELOG_RECORDS",
+        "2000",
+        "state records (touched objets) that make a batch due: bounds a transaction's size",
+        type=int,
+    )
+    add_flag(
+        parser,
+        "--batch-max-changelog-bytes",
+        "BATCH_MAX_CHANGELOG_BYTES",
+        "4194304",
+        "estimated state bytes that make a batch due: bounds a transaction's size",
+        type=int,
+    )
+    add_flag(
+        parser,
         "--max-message-bytes",
         "MAX_MESSAGE_BYTES",
         "65536",
@@ -139,7 +155,12 @@ def config_from(args: argparse.Namespace) -> ConsumerConfig:
             max_objets_per_source=args.max_objets_per_source,
             recent_keys_per_objet=args.recent_keys_per_objet,
         ),
-        batches=BatchLimits(max_bytes=args.batch_max_bytes, max_seconds=args.batch_max_seconds),
+        batches=BatchLimits(
+            max_bytes=args.batch_max_bytes,
+            max_seconds=args.batch_max_seconds,
+            max_changelog_records=args.batch_max_changelog_records,
+            max_changelog_bytes=args.batch_max_changelog_bytes,
+        ),
         session_timeout_ms=args.session_timeout_ms,
     )
 
