@@ -37,12 +37,18 @@ def add_common_flags(parser: argparse.ArgumentParser, topic_help: str) -> None:
     add_flag(parser, "--bootstrap-servers", "KAFKA_BOOTSTRAP_SERVERS", "localhost:9092", "Kafka brokers")
     add_flag(parser, "--topic", "KAFKA_TOPIC", "ingestion-logs", topic_help)
     add_flag(parser, "--log-level", "LOG_LEVEL", "INFO", "logging level")
+    add_flag(
+        parser,
+        "--kafka-log-level",
+        "KAFKA_LOG_LEVEL",
+        "WARNING",
+        "kafka-python's logging level (chatty at INFO: connection churn; DEBUG to trace the group protocol)",
+    )
 
 
-def setup_logging(level: str) -> None:
+def setup_logging(level: str, kafka_level: str = "WARNING") -> None:
     logging.basicConfig(
         level=level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # kafka-python is chatty at INFO (connection churn); its warnings still show.
-    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLogger().level))
+    logging.getLogger("kafka").setLevel(kafka_level.upper())

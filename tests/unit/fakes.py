@@ -23,25 +23,16 @@ from kafka.structs import ConsumerGroupMetadata, OffsetAndMetadata
 from ingestion_observability.consumer.loki import Outcome, PushResult
 from ingestion_observability.consumer.restore import Refused
 from ingestion_observability.consumer.state import PartitionState, StateError, decode
+from tests.unit.test_consumer_staging import FakeMessage
 
 GROUP = "group"
-
-
-@dataclass
-class Record:
-    topic: str
-    partition: int
-    offset: int
-    timestamp: int
-    key: bytes | None
-    value: bytes | None
 
 
 @dataclass
 class Broker:
     topic: str
     partitions: int = 3
-    records: dict[int, list[Record]] = field(default_factory=dict)
+    records: dict[int, list[FakeMessage]] = field(default_factory=dict)
     committed: dict[int, int] = field(default_factory=dict)
     changelog: dict[int, dict[bytes, bytes | None]] = field(default_factory=dict)
     generation: int = 0  # the group's current generation, and its member that owns our partitions
@@ -54,7 +45,9 @@ class Broker:
     def publish(self, partition: int, values: list[bytes]) -> None:
         log = self.records.setdefault(partition, [])
         for value in values:
-            log.append(Record(self.topic, partition, len(log), 1_757_000_000_000 + len(log), b"k", value))
+            log.append(
+                FakeMessage(self.topic, partition, len(log), 1_757_000_000_000 + len(log), b"k", value)
+            )
 
 
 class Member:
@@ -118,11 +111,11 @@ class Member:
     def subscribe(self, topics: list[str], listener: Any = None) -> None:
         self.listener = listener
 
-    def poll(self, timeout_ms: int = 0) -> dict[TopicPartition, list[Record]]:
+    def poll(self, timeout_ms: int = 0) -> dict[TopicPartition, list[FakeMessage]]:
         script, self.script = self.script, []
         for action in script:
             action()
-        out: dict[TopicPartition, list[Record]] = {}
+        out: dict[TopicPartition, list[FakeMessage]] = {}
         for partition in sorted(self.assigned - self._paused):
             log = self.broker.records.get(partition, [])
             start = self.positions.get(partition, self.broker.committed.get(partition, 0))

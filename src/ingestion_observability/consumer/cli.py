@@ -196,7 +196,7 @@ def build(config: ConsumerConfig, metrics: ConsumerMetrics, health: HealthState)
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, args.kafka_log_level)
     disable_created_metrics()  # type: ignore[no-untyped-call]  # no `_created` twin per counter
     registry = CollectorRegistry()
     for collector in (ProcessCollector, PlatformCollector, GCCollector):

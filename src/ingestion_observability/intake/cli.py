@@ -102,7 +102,7 @@ def config_from(args: argparse.Namespace) -> IntakeConfig:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, args.kafka_log_level)
     disable_created_metrics()  # type: ignore[no-untyped-call]  # no `_created` twin per counter
     config = config_from(args)
     tokens = Tokens(static_tokens(), config.token_file)

@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, args.kafka_log_level)
     try:
         return run(args)
     except KeyboardInterrupt:
