@@ -19,6 +19,7 @@ from kafka.structs import OffsetAndMetadata
 from devstack.consumer import ConsumerProcess
 from devstack.kafka import KafkaBroker
 from devstack.victorialogs import VictoriaLogsServer
+from ingestion_observability.consumer.clients import SubscribedConsumer
 from ingestion_observability.consumer.delivery import Delivery, Topics, Verdict
 from ingestion_observability.consumer.loki import LokiBatch, LokiClient
 from ingestion_observability.consumer.staging import StagedBatch
@@ -190,3 +191,41 @@ def test_a_rebalance_while_a_batch_is_retried_is_exact(fleet: Fleet, gate: LogSt
     gate.release()
     fleet.wait_exact(Aggregates.of(records))
     assert fleet.counter_resets() == 0
+
+
+def joined_after_topic_appears(kafka: KafkaBroker, finish_pending_join: bool) -> set[int]:
+    """A member subscribed before its topic has partitions, polling with no timeout while they appear: the
+    join they start is always still in flight when poll() returns, and the leader's own assignment makes
+    kafka-python's need_rejoin() false meanwhile. What the member holds after 10 s of ordinary polls."""
+    topic = f"joined-{time.monotonic_ns()}"
+    consumer = SubscribedConsumer(
+        bootstrap_servers=kafka.bootstrap_servers,
+        group_id=topic,
+        enable_auto_commit=False,
+        retry_backoff_ms=100,
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
+    )
+    try:
+        consumer.subscribe([topic])
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # the first join: an empty assignment
+            consumer.poll(timeout_ms=100)
+        kafka.create_topics([topic], partitions=3)
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:  # the join starts, poll() returns before it ends
+            consumer.poll(timeout_ms=0)
+            time.sleep(0.05)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not consumer.assignment():
+            if finish_pending_join:
+                consumer.finish_pending_join()
+            consumer.poll(timeout_ms=200)
+        return {tp.partition for tp in consumer.assignment()}
+    finally:
+        consumer.close(autocommit=False)
+
+
+def test_a_join_kafka_python_leaves_in_flight_is_completed(kafka: KafkaBroker) -> None:
+    assert joined_after_topic_appears(kafka, finish_pending_join=False) == set()  # the race, every time
+    assert joined_after_topic_appears(kafka, finish_pending_join=True) == {0, 1, 2}

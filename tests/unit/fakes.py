@@ -156,6 +156,9 @@ class Member:
     def last_heartbeat(self) -> float:
         return self.heartbeat_at
 
+    def finish_pending_join(self) -> bool:
+        return False  # the fake's rebalances complete inside poll()
+
     def end_offsets(self, partitions: list[TopicPartition], timeout_ms: int | None = None) -> Any:
         return {tp: len(self.broker.records.get(tp.partition, [])) for tp in partitions}
 

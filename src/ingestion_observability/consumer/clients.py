@@ -59,20 +59,37 @@ class GroupConsumer(Protocol):
 
     def last_heartbeat(self) -> float: ...
 
+    def finish_pending_join(self) -> bool: ...
+
     def close(self, autocommit: bool = True, timeout_ms: int | None = None) -> None: ...
 
 
 class SubscribedConsumer(KafkaConsumer):  # type: ignore[misc]
-    """A KafkaConsumer that also says when the coordinator last accepted its heartbeat (time.monotonic()).
-
-    A process thawed after a freeze learns that it left the group only at its next heartbeat; until then
-    kafka-python still reports its old generation (and its own "session expired" flag is cleared as soon as
-    it finds the coordinator again). No heartbeat accepted for a session timeout is what tells, at once,
-    that another member may already own the partitions. kafka-python has no public call for it.
-    """
+    """A KafkaConsumer with two calls kafka-python has no public form of (they use its coordinator)."""
 
     def last_heartbeat(self) -> float:
+        """When the coordinator last accepted our heartbeat (time.monotonic()).
+
+        A process thawed after a freeze learns that it left the group only at its next heartbeat; until then
+        kafka-python still reports its old generation (and its own "session expired" flag is cleared as soon
+        as it finds the coordinator again). No heartbeat accepted for a session timeout is what tells, at
+        once, that another member may already own the partitions.
+        """
         return float(self._coordinator.heartbeat.last_receive)
+
+    def finish_pending_join(self) -> bool:
+        """Make the next poll() complete a group join left in flight; True when there was one.
+
+        kafka-python 3.0.12 leaves a join behind when poll() returns on its timeout while the join is in
+        flight, and the leader's own assignment meanwhile makes need_rejoin() false: the SyncGroup answer is
+        never applied, no listener runs, heartbeats stay off, the member is evicted and holds no partition
+        (after a broker restart: "No partition metadata for topic", then an empty assignment for minutes).
+        """
+        coordinator = self._coordinator
+        if coordinator.rejoining and not coordinator.need_rejoin():
+            coordinator.request_rejoin()
+            return True
+        return False
 
 
 def default_transactional_id(group_id: str) -> str:

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from kafka import TopicPartition
 from kafka.errors import KafkaError
@@ -135,7 +136,7 @@ class IngestionConsumer:
         self._report()
         self._take()
         self.ownership.sync_pauses()
-        self.pipeline.stage(self._consumer.poll(timeout_ms=200))
+        self.pipeline.stage(self._poll(200))
         self.pipeline.step()
         self._refresh()
 
@@ -176,8 +177,13 @@ class IngestionConsumer:
             # Nothing may be fetched here: a record this poll returned would be skipped, never counted.
             # Partitions a rebalance assigns inside the poll are paused by the ownership listener.
             self._consumer.pause(*self._consumer.assignment())
-            self._consumer.poll(timeout_ms=int(min(left, 0.5) * 1000))
+            self._poll(int(min(left, 0.5) * 1000))
             self._refresh()
+
+    def _poll(self, timeout_ms: int) -> dict[TopicPartition, list[Any]]:
+        if self._consumer.finish_pending_join():
+            log.warning("a group join kafka-python left in flight is completed by this poll")
+        return self._consumer.poll(timeout_ms=timeout_ms)
 
     def _refresh(self) -> None:
         """Lag, and the topic's partitions when none are assigned (a member that joined while the broker had
