@@ -69,7 +69,11 @@ def test_stopped_consumer_catches_up_exactly(
         assert restarted.total(PROCESSED, result="duplicate") == 0
         assert restarted.total("ingestion_runs_total") == 800  # restored from the changelog, then +300
     assert lag(kafka.bootstrap_servers, f"{topic}-group", topic) == 0
-    wait_until(lambda: stored_lines(logstore, topic) == 800, what="800 lines in the log store")
+    wait_until(
+        lambda: stored_lines(logstore, topic) == 800,
+        what="800 lines in the log store",
+        seen=lambda: stored_lines(logstore, topic),
+    )
 
 
 def test_redelivered_runs_are_counted_once(

@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
         parser,
         "--batch-max-changelog-bytes",
         "BATCH_MAX_CHANGELOG_BYTES",
-        "4194304",
+        "16777216",
         "estimated state bytes that make a batch due: bounds a transaction's size",
         type=int,
     )

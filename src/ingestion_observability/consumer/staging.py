@@ -155,7 +155,7 @@ def stage(
 
 def estimated_size(state: ObjetState) -> int:
     """About the size of a state's changelog record: histograms and labels, and its run keys."""
-    return 1024 + len(state.source) + len(state.objet) + 48 * len(state.recent)
+    return 1024 + len(state.source) + len(state.objet) + 40 * len(state.recent)
 
 
 def _open(state: ObjetState, start: LineageEvent, max_open: int) -> None:
