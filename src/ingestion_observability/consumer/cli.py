@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
         parser,
         "--batch-max-changelog-records",
         "BATCH_MAX_CHANGELOG_RECORDS",
-        "2000",
+        "10000",
         "state records (touched objets) that make a batch due: bounds a transaction's size",
         type=int,
     )

@@ -33,7 +33,7 @@ class BatchLimits:
 
     max_bytes: int = 1024 * 1024  # of log lines
     max_seconds: float = 1.0
-    max_changelog_records: int = 2_000
+    max_changelog_records: int = 10_000
     max_changelog_bytes: int = 16 * 1024 * 1024
     # the log store ingests a push mostly on one core: two at once nearly double what it accepts
     pushes_in_flight: int = 2
