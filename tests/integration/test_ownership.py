@@ -163,7 +163,12 @@ def test_a_consumer_started_before_its_topic_is_served_within_seconds(
 ) -> None:
     topic = f"late-{time.monotonic_ns()}"
     with ConsumerProcess.start(
-        tmp_path / "consumer.log", kafka.bootstrap_servers, logstore.push_url, topic=topic, group_id=topic
+        tmp_path / "consumer.log",
+        kafka.bootstrap_servers,
+        logstore.push_url,
+        topic=topic,
+        group_id=topic,
+        extra_args=[f"--loki-job={topic}"],  # the session's log store: its own job, as every test
     ) as consumer:
         wait_until(
             lambda: f"waiting for input topic {topic} to exist" in consumer.readiness(),
