@@ -283,7 +283,11 @@ def test_dbt_ol_run_reports_its_models(stack: Stack, tmp_path: Path) -> None:
         line for line in stack.lines("dbt-test", "FAILED") if line["objet"]["name"] == "model.tiny.broken"
     ]
     assert "Table with name missing_table does not exist" in broken["description"]
-    assert ("dbt-run-tiny", "FAILED") in runs_by(stack.prometheus, "dbt-test")  # the dbt invocation itself
+    wait_until(  # the dbt invocation itself: its end event may come in a later batch and scrape
+        lambda: ("dbt-run-tiny", "FAILED") in runs_by(stack.prometheus, "dbt-test"),
+        what="the dbt invocation FAILED",
+        seen=lambda: runs_by(stack.prometheus, "dbt-test"),
+    )
 
 
 # --- 3. bad input -------------------------------------------------------------------------------------------
