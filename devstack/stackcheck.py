@@ -124,6 +124,7 @@ class Expected:
         "IngestionBurstErreurs",
         "IngestionExecutionBloquee",  # a run reported over OpenLineage left open (issue of the HTTP intake)
         "IngestionConsumerDown",
+        "IngestionConsumerNonPret",  # info: never notified, it inhibits what a consumer outage causes
         "IngestionKafkaLag",
     )
     firing: str = "IngestionEchecDetecte"

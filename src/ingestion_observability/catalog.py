@@ -86,11 +86,37 @@ OLDEST_OPEN = Family(
     "Start time of the objet's oldest run still open, epoch seconds (event time)",
     OBJET,
 )
-BUSINESS = (RUNS, FAILURES, DURATION, CPU, MEMORY, RECOVERY, LAST_RUN, LAST_STATUS, IN_PROGRESS, OLDEST_OPEN)
+# The newest failure's error, for the alerts' notifications: one series per objet (a new failure replaces
+# it), its description cut to DESCRIPTION_LABEL_MAX characters so a label stays small.
+DESCRIPTION_LABEL_MAX = 300
+LAST_FAILURE = Family(
+    "ingestion_last_failure_info",
+    "gauge",
+    "The newest FAILED run of an objet by event time: its description (truncated) as a label, its end "
+    "time (epoch seconds) as the value",
+    (*OBJET, "description"),
+)
+BUSINESS = (
+    RUNS,
+    FAILURES,
+    DURATION,
+    CPU,
+    MEMORY,
+    RECOVERY,
+    LAST_RUN,
+    LAST_STATUS,
+    LAST_FAILURE,
+    IN_PROGRESS,
+    OLDEST_OPEN,
+)
 HISTOGRAMS = (DURATION, CPU, MEMORY, RECOVERY)
 
 # --- the consumer's self-metrics: per process, they keep `pod` and `instance` ---------------------------
 SELF_PREFIX = "ingestion_consumer_"
+# 1 while the process would answer /readyz with 200: the alerts' inhibitions read it
+CONSUMER_READY = Family(
+    f"{SELF_PREFIX}ready", "gauge", "1 when this consumer is ready (as /readyz), else 0", ()
+)
 KAFKA_LAG = Family(
     "kafka_consumer_lag",
     "gauge",

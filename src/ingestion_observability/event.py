@@ -27,6 +27,7 @@ ETATS = ("SUCCESS", "FAILED")
 HIGH_MEMORY_BYTES = 150 * 1024 * 1024
 HIGH_CPU_SECONDS = 60.0
 MAX_TEXT = 256  # source/objet/entreprise/zone become label values: keep them short
+MAX_DESCRIPTION = 8192
 
 
 class InvalidRecord(ValueError):
@@ -122,7 +123,7 @@ def normalise(record: object, naive_tz: tzinfo = UTC, shift: timedelta = timedel
             "high_memory_usage": int(memory > HIGH_MEMORY_BYTES),
             "high_cpu_usage": int(cpu > HIGH_CPU_SECONDS),
         },
-        "description": _text(record, "Description", required=False, limit=8192),
+        "description": _text(record, "Description", required=False, limit=MAX_DESCRIPTION),
     }
 
 
@@ -139,6 +140,7 @@ class Run(NamedTuple):
     duree: float
     cpu: float | None  # None: not reported (an OpenLineage run without the resources facet)
     memory: float | None
+    description: str = ""  # what the run said, the error of a FAILED one
 
     @property
     def failed(self) -> bool:
@@ -221,7 +223,25 @@ def _parse_event_fast(obj: object) -> Run | None:
         return None
     if fin.tzinfo is None:
         fin = fin.replace(tzinfo=UTC)
-    return Run(source_name, objet_name, etat, entreprise, zone, debut, fin.timestamp(), duree, cpu, memory)
+    description = obj.get("description") or ""
+    if type(description) is not str:
+        return None
+    description = description.strip()
+    if len(description) > MAX_DESCRIPTION:
+        return None
+    return Run(
+        source_name,
+        objet_name,
+        etat,
+        entreprise,
+        zone,
+        debut,
+        fin.timestamp(),
+        duree,
+        cpu,
+        memory,
+        description,
+    )
 
 
 def _parse_event_checked(obj: object) -> Run:
@@ -261,4 +281,5 @@ def _parse_event_checked(obj: object) -> Run:
         duree=_number(flat, "performance.duree_secondes") or 0.0,
         cpu=_number(flat, "performance.cpu_time_sec") or 0.0,
         memory=_number(flat, "performance.memory_used_bytes") or 0.0,
+        description=_text(obj, "description", required=False, limit=MAX_DESCRIPTION),
     )

@@ -211,13 +211,18 @@ def to_run(start: LineageEvent | None, end: LineageEvent) -> Run:
         duree=max(0.0, end.event_time - began),  # a START stamped after its end (clock skew) lasted 0 s
         cpu=end.cpu_seconds,
         memory=end.memory_bytes,
+        description=_end_description(end),
     )
+
+
+def _end_description(end: LineageEvent) -> str:
+    """The run's description: its error message (an ABORT without one says it was aborted)."""
+    return end.error or ("run aborted (OpenLineage ABORT)" if end.event_type == "ABORT" else "")
 
 
 def lineage_line(end: LineageEvent, run: Run) -> str:
     """The log line of a paired run: the enriched event's layout (what the dashboards' `| json` reads),
     cpu and memory `null` when the job did not report them, plus the OpenLineage identifiers."""
-    description = end.error or ("run aborted (OpenLineage ABORT)" if end.event_type == "ABORT" else "")
     event = normalise(
         {
             "ID": end.run_id,
@@ -229,7 +234,7 @@ def lineage_line(end: LineageEvent, run: Run) -> str:
             "Duree secondes": run.duree,
             "cpu_time": run.cpu or 0.0,
             "memory_used": run.memory or 0.0,
-            "Description": description,
+            "Description": run.description,
         }
     )
     performance = event["performance"]

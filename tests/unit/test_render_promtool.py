@@ -7,18 +7,25 @@ them, and generate the scenarios that depend on hostile names or on the sample d
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote_plus
 
 import pytest
 import yaml
 
 from devstack.queries import dashboard_queries, substitute
 from devstack.tools import binary
-from ingestion_observability.render import RenderConfig, Slo, render_dashboard, render_rules
+from ingestion_observability.render import (
+    RenderConfig,
+    Slo,
+    dashboard_uid,
+    render_dashboard,
+    render_rules,
+)
 from ingestion_observability.render.cli import rules_yaml
 from ingestion_observability.sample import sample_logs_path
 
@@ -37,6 +44,13 @@ HOSTILE = [
     "back`tick'quote",
 ]
 RUN_LABELS = 'objet="o", entreprise="akonovia", zone="1-Raw"'
+ERROR = 'HTTP 504 "Gateway Timeout"\nréessai échoué : '
+FAILED_AT = 1_765_000_000
+
+
+def utc(epoch: int) -> str:
+    """Prometheus' humanizeTimestamp, without its zone suffix."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def promtool(*args: str, cwd: Path) -> str:
@@ -57,17 +71,68 @@ def run_tests(tmp_path: Path, rules_file: str, test: dict[str, Any]) -> None:
     promtool("test", "rules", "generated.test.yaml", cwd=tmp_path)
 
 
-def echec_detecte(source: str, objet: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
-    """The expected IngestionEchecDetecte alert for one FAILED run."""
+def go_quote(value: str) -> str:
+    """Go's %q for the names these tests use (printable text, \\t \\r \\n): JSON's escapes."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def links(labels: dict[str, str], config: RenderConfig) -> dict[str, str]:
+    """The dashboard and Explore links of an alert with these labels, built independently of the
+    renderer: Go's urlquery is Python's quote_plus."""
+    source, objet = labels.get("source"), labels.get("objet")
+    if source is None:
+        return {}
+    board = f"{config.grafana_url}/d/{dashboard_uid(config.source)}/?orgId=1"
+    if config.source is None:
+        board += f"&var-source={quote_plus(source)}"
+    expr = f"{{job={go_quote(config.loki_job)}, source={go_quote(source)}}}"
+    if objet is not None:
+        board += f"&var-objet={quote_plus(objet)}"
+        expr += f" | objet={go_quote(objet)}"
+    loki = {"type": "loki", "uid": config.datasources.loki}
+    pane = {
+        "a": {
+            "datasource": loki["uid"],
+            "queries": [{"refId": "A", "expr": expr, "datasource": loki}],
+            "range": {"from": "now-1h", "to": "now"},
+        }
+    }
+    panes = json.dumps(pane, ensure_ascii=False, separators=(",", ":"))
     return {
+        "tableau_de_bord": board,
+        "journaux": f"{config.grafana_url}/explore?schemaVersion=1&orgId=1&panes={quote_plus(panes)}",
+    }
+
+
+def complete(expected: dict[str, Any], config: RenderConfig) -> dict[str, Any]:
+    """An expected alert with the annotations that follow from its summary and labels: title, subject,
+    links (the scenarios write the rest by hand)."""
+    notes = expected.get("exp_annotations")
+    if notes is not None and "summary" in notes:
+        titre, sujet = notes["summary"].split(" : ", 1)
+        notes.setdefault("titre", titre)
+        notes.setdefault("sujet", sujet)
+        for key, value in links(expected.get("exp_labels", {}), config).items():
+            notes.setdefault(key, value)
+    return expected
+
+
+def echec_detecte(
+    source: str, objet: str, labels: dict[str, str] | None = None, config: RenderConfig | None = None
+) -> dict[str, Any]:
+    """The expected IngestionEchecDetecte alert for one FAILED run (the only run in its window)."""
+    expected = {
         "exp_labels": {"severity": "critical", **(labels or {}), "source": source, "objet": objet},
         "exp_annotations": {
-            "summary": f"Échec d'ingestion détecté — {source} / {objet}",
+            "summary": f"Échec d'ingestion : {source} / {objet}",
             "description": f"1 exécution(s) en échec (FAILED) pour la source {source}, objet {objet}, "
             "sur une fenêtre de 5 min.",
             "runbook_url": "https://runbooks.example.com/ingestion/ingestionechecdetecte",
+            "executions": "1 exécution(s), dont 1 en échec, sur 5 min",
+            "heure_echec": "",  # no ingestion_last_failure_info series
         },
     }
+    return complete(expected, config or RenderConfig(source=source))
 
 
 def series(metric: str, labels: str) -> str:
@@ -103,17 +168,24 @@ def test_check_rules(tmp_path: Path, config: RenderConfig) -> None:
 
 @pytest.mark.parametrize("test_file", sorted(RULE_TESTS.glob("*.test.yaml")), ids=lambda p: p.name)
 def test_alert_scenarios(tmp_path: Path, test_file: Path) -> None:
-    write_rules(tmp_path / "ingestion-rules.yaml", RenderConfig())
+    config = RenderConfig()  # the SLO rendering's links are the same
+    write_rules(tmp_path / "ingestion-rules.yaml", config)
     write_rules(
         tmp_path / "ingestion-rules-slo.yaml", RenderConfig(slo=Slo(0.99), routing_labels={"team": "data"})
     )
-    shutil.copy(test_file, tmp_path)
+    scenarios = yaml.safe_load(test_file.read_text(encoding="utf-8"))
+    for test in scenarios["tests"]:
+        for case in test.get("alert_rule_test", []):
+            for expected in case.get("exp_alerts", []):
+                complete(expected, config)
+    (tmp_path / test_file.name).write_text(yaml.safe_dump(scenarios, allow_unicode=True), encoding="utf-8")
     assert "SUCCESS" in promtool("test", "rules", test_file.name, cwd=tmp_path)
 
 
 @pytest.mark.parametrize("source", HOSTILE, ids=range(len(HOSTILE)))
 def test_hostile_source_selects_exactly_itself(tmp_path: Path, source: str) -> None:
-    """Per-source rules for a hostile name see its series and none of its neighbours'."""
+    """Per-source rules for a hostile name see its series and none of its neighbours'; its alert carries
+    its own newest error (quotes, a newline, accents), the error's time and the links."""
     write_rules(tmp_path / "rules.yaml", RenderConfig(source=source, routing_labels={"team": "data"}))
     neighbours = {source + "_", "_" + source, source.upper(), source.replace("\\", "\\\\"), "x", "."}
     input_series = [
@@ -123,6 +195,19 @@ def test_hostile_source_selects_exactly_itself(tmp_path: Path, source: str) -> N
         }
         for name in sorted(neighbours | {source})
     ]
+    input_series += [
+        {
+            "series": series(
+                "ingestion_last_failure_info",
+                f'{label("source", name)}, objet="o", {label("description", ERROR + name)}',
+            ),
+            "values": f"_ {FAILED_AT + i}x10",
+        }
+        for i, name in enumerate(sorted(neighbours | {source}))
+    ]
+    i = sorted(neighbours | {source}).index(source)
+    expected = echec_detecte(source, "o", {"team": "data", "description": ERROR + source})
+    expected["exp_annotations"]["heure_echec"] = f"{utc(FAILED_AT + i)} +0000 UTC"
     record = f"source:ingestion_runs:increase15m{{{label('source', source)}}}"
     run_tests(
         tmp_path,
@@ -133,7 +218,7 @@ def test_hostile_source_selects_exactly_itself(tmp_path: Path, source: str) -> N
                 {
                     "eval_time": "2m",
                     "alertname": "IngestionEchecDetecte",
-                    "exp_alerts": [echec_detecte(source, "o", {"team": "data"})],
+                    "exp_alerts": [expected],
                 }
             ],
             "promql_expr_test": [
@@ -195,7 +280,9 @@ def test_sample_data(tmp_path: Path, ingestions: int) -> None:
                 {
                     "eval_time": "3m",
                     "alertname": "IngestionEchecDetecte",
-                    "exp_alerts": [echec_detecte("sharepoint_graph", "EventFactureApplication")],
+                    "exp_alerts": [
+                        echec_detecte("sharepoint_graph", "EventFactureApplication", config=RenderConfig())
+                    ],
                 }
             ],
         },
@@ -244,7 +331,7 @@ def test_entreprise_filter(tmp_path: Path) -> None:
     expected = {
         "exp_labels": {"severity": "warning", "source": "PowerBI", "entreprise": "akonovia"},
         "exp_annotations": {
-            "summary": "Taux d'échec élevé — PowerBI",
+            "summary": "Taux d'échec élevé : PowerBI",
             "description": "Taux d'échec de 25% pour la source PowerBI sur 15 min (seuil 2 %, au moins "
             "5 exécutions).",
             "runbook_url": "https://runbooks.example.com/ingestion/ingestiontauxecheceleve",
@@ -256,7 +343,11 @@ def test_entreprise_filter(tmp_path: Path) -> None:
         {
             "input_series": input_series,
             "alert_rule_test": [
-                {"eval_time": "10m", "alertname": "IngestionTauxEchecEleve", "exp_alerts": [expected]}
+                {
+                    "eval_time": "10m",
+                    "alertname": "IngestionTauxEchecEleve",
+                    "exp_alerts": [complete(expected, RenderConfig(source="PowerBI"))],
+                }
             ],
         },
     )

@@ -10,7 +10,16 @@ from ingestion_observability.render import RenderConfig, Slo, Thresholds, render
 from ingestion_observability.render.config import source_key
 
 ALERTS = list(Expected().alert_rules)  # the seed's names, the stack check's expectations
-CONSUMER_ALERTS = {"IngestionConsumerDown", "IngestionKafkaLag"}
+CONSUMER_ALERTS = {"IngestionConsumerDown", "IngestionConsumerNonPret", "IngestionKafkaLag"}
+LINKS = {"tableau_de_bord", "journaux"}
+# annotations beyond summary, description, runbook_url, titre and sujet
+NOTES = {
+    "IngestionEchecDetecte": {"heure_echec", "executions", *LINKS},
+    "IngestionBurstErreurs": {"heure_echec", "executions", *LINKS},
+    "IngestionConsumerDown": set(),
+    "IngestionConsumerNonPret": set(),
+    "IngestionKafkaLag": set(),
+}
 
 
 def rules_of(doc: dict[str, Any]) -> list[dict[str, Any]]:
@@ -25,7 +34,7 @@ def records_of(doc: dict[str, Any]) -> dict[str, str]:
     return {rule["record"]: rule["expr"] for rule in rules_of(doc) if "record" in rule}
 
 
-def test_global_rules_have_the_ten_alerts_once() -> None:
+def test_global_rules_have_the_eleven_alerts_once() -> None:
     doc = render_rules(RenderConfig())
     assert [g["name"] for g in doc["groups"]] == [
         "ingestion-records",
@@ -41,15 +50,23 @@ def test_global_rules_have_the_ten_alerts_once() -> None:
 
 def test_every_alert_has_severity_routing_labels_and_french_annotations() -> None:
     doc = render_rules(RenderConfig(routing_labels={"team": "data"}, slo=Slo(0.99)))
-    severities = {"IngestionEchecDetecte": "critical", "IngestionConsumerDown": "critical"}
+    severities = {
+        "IngestionEchecDetecte": "critical",
+        "IngestionConsumerDown": "critical",
+        "IngestionConsumerNonPret": "info",
+    }
     for alert in alerts_of(doc):
         if alert["alert"] in ALERTS:
             assert alert["labels"]["severity"] == severities.get(alert["alert"], "warning")
         assert alert["labels"]["team"] == "data"
         annotations = alert["annotations"]
-        assert set(annotations) == {"summary", "description", "runbook_url"}
-        assert "{{ $value" in annotations["description"]
+        assert set(annotations) == {"summary", "description", "runbook_url", "titre", "sujet"} | NOTES.get(
+            alert["alert"], LINKS
+        )
+        if alert["alert"] != "IngestionConsumerNonPret":
+            assert "{{ $value" in annotations["description"]
         assert "{{ $labels." in annotations["summary"]
+        assert annotations["summary"] == f"{annotations['titre']} : {annotations['sujet']}"
         assert (
             annotations["runbook_url"] == f"https://runbooks.example.com/ingestion/{alert['alert'].lower()}"
         )
@@ -58,8 +75,12 @@ def test_every_alert_has_severity_routing_labels_and_french_annotations() -> Non
 def test_alert_expressions() -> None:
     exprs = {a["alert"]: a["expr"] for a in alerts_of(render_rules(RenderConfig()))}
     failed = 'ingestion_runs_total{etat="FAILED"}'
-    assert exprs["IngestionEchecDetecte"] == (
+    failures = (
         f"sum by (source, objet) (round(({failed} unless {failed} offset 5m) or increase({failed}[5m]))) > 0"
+    )
+    info = "0 * topk by (source, objet) (1, ingestion_last_failure_info)"
+    assert exprs["IngestionEchecDetecte"] == (
+        f"({failures}) + on (source, objet) group_left (description) ({info}) or on (source, objet) ({failures})"
     )
     assert exprs["IngestionTauxEchecEleve"] == (
         'source:ingestion_failure_ratio:ratio15m{entreprise="", zone=""} > 0.02'
@@ -74,7 +95,7 @@ def test_alert_expressions() -> None:
         == "source_objet:ingestion_memory_usage_bytes:p95_1h > 157286400"
     )
     assert exprs["IngestionSurconsommationCPU"] == "source_objet:ingestion_cpu_usage_seconds:p95_1h > 60"
-    assert exprs["IngestionBurstErreurs"].endswith("> 3")
+    assert exprs["IngestionBurstErreurs"].endswith("> 3)")  # the fallback of the description join
     assert (
         exprs["IngestionConsumerDown"]
         == 'up{job="ingestion-consumer"} == 0 or absent(up{job="ingestion-consumer"})'

@@ -203,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         collector(registry=registry)
     metrics = ConsumerMetrics(registry)
     health = HealthState()
+    metrics.watch(health)
     consumer = build(config_from(args), metrics, health)
     business = StateCollector(consumer.exported)
     server = serve(registry, health, args.metrics_port, args.metrics_address, business.text)

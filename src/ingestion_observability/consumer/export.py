@@ -56,6 +56,12 @@ def samples(state: ObjetState) -> dict[str, list[Sample]]:
     out[catalog.LAST_STATUS.name] = (
         [(catalog.LAST_STATUS.name, objet, float(last == "SUCCESS"))] if last else []
     )
+    failure = state.last_failure
+    out[catalog.LAST_FAILURE.name] = (
+        []
+        if failure is None
+        else [(catalog.LAST_FAILURE.name, (*objet, ("description", failure[1])), failure[0])]
+    )
     opened = state.open_runs  # only objets reported over OpenLineage have these two
     out[catalog.IN_PROGRESS.name] = [] if opened is None else [(catalog.IN_PROGRESS.name, objet, len(opened))]
     out[catalog.OLDEST_OPEN.name] = (

@@ -6,6 +6,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from ingestion_observability import catalog
+from ingestion_observability.consumer.health import HealthState
 
 BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000)
 RESTORE_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120)
@@ -14,6 +15,8 @@ P = catalog.SELF_PREFIX
 
 class ConsumerMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
+        ready = catalog.CONSUMER_READY
+        self.ready = Gauge(ready.name, ready.help, registry=registry)
         lag = catalog.KAFKA_LAG
         self.lag = Gauge(lag.name, lag.help, lag.labels, registry=registry)
         self.messages = Counter(
@@ -83,6 +86,10 @@ class ConsumerMetrics:
             self.transactions.labels(result)
         for event in ("assigned", "revoked", "lost"):
             self.ownership.labels(event)
+
+    def watch(self, health: HealthState) -> None:
+        """`ingestion_consumer_ready` reads the readiness at each scrape."""
+        self.ready.set_function(lambda: float(health.ready()[0]))
 
     def result(self, result: str) -> Counter:
         return self._results[result]

@@ -153,9 +153,16 @@ def stage(
     batch.offsets[partition.partition] = messages[-1].offset + 1
 
 
+def failure_label(description: str) -> str:
+    """A description as a label value: bounded, its cut marked."""
+    limit = catalog.DESCRIPTION_LABEL_MAX
+    return description if len(description) <= limit else description[: limit - 1] + "…"
+
+
 def estimated_size(state: ObjetState) -> int:
-    """About the size of a state's changelog record: histograms and labels, and its run keys."""
-    return 1024 + len(state.source) + len(state.objet) + 40 * len(state.recent)
+    """About the size of a state's changelog record: histograms and labels, its run keys, its last error."""
+    failure = 0 if state.last_failure is None else len(state.last_failure[1])
+    return 1024 + len(state.source) + len(state.objet) + failure + 40 * len(state.recent)
 
 
 def _open(state: ObjetState, start: LineageEvent, max_open: int) -> None:
@@ -193,6 +200,8 @@ def observe(state: ObjetState, run: Run, run_key: str, recent_keys: int) -> None
         # the outage started at its first failure, unless a newer success already ended it
         if state.failed_since is None and (newest or state.last_etat != "SUCCESS"):
             state.failed_since = run.fin
+        if state.last_failure is None or run.fin >= state.last_failure[0]:
+            state.last_failure = (run.fin, failure_label(run.description))
     elif state.failed_since is not None and run.fin >= state.failed_since:
         hist[RECOVERY].observe(BOUNDS[RECOVERY], max(0.0, run.fin - state.failed_since))
         state.failed_since = None

@@ -52,6 +52,7 @@ class ObjetState:
     last_end: float = float("-inf")
     last_etat: str = ""
     failed_since: float | None = None  # end of the first failure not yet followed by a success (MTTR)
+    last_failure: tuple[float, str] | None = None  # the newest failure by event time: end, description
     recent: dict[str, None] = field(default_factory=dict)  # run keys (debut), oldest first: dedupe
     # OpenLineage runs started and not ended: runId -> START time; None for an objet never reported so
     open_runs: dict[str, float] | None = None
@@ -73,6 +74,7 @@ class ObjetState:
             self.last_end,
             self.last_etat,
             self.failed_since,
+            self.last_failure,
             dict(self.recent),
             None if self.open_runs is None else dict(self.open_runs),
         )
@@ -95,6 +97,7 @@ def encode(state: ObjetState, group: str = "") -> bytes:
             "histograms": {name: [h.counts, h.total] for name, h in state.histograms.items()},
             "last": [state.last_end, state.last_etat] if state.last_etat else None,
             "failed_since": state.failed_since,
+            "last_failure": state.last_failure,
             "recent": list(state.recent),
             "open": state.open_runs,
         }
@@ -127,7 +130,7 @@ def decode(value: bytes | None, group: str | None = None) -> ObjetState:
             len(h.counts) != len(BOUNDS[name]) + 1 for name, h in histograms.items()
         ):
             raise StateError(f"histograms do not match this consumer's buckets: {sorted(histograms)}")
-        last = doc["last"]
+        last, last_failure = doc["last"], doc.get("last_failure")  # absent from older records: unknown
         return ObjetState(
             source=str(doc["source"]),
             objet=str(doc["objet"]),
@@ -137,6 +140,7 @@ def decode(value: bytes | None, group: str | None = None) -> ObjetState:
             last_end=float(last[0]) if last else float("-inf"),
             last_etat=str(last[1]) if last else "",
             failed_since=None if doc["failed_since"] is None else float(doc["failed_since"]),
+            last_failure=None if last_failure is None else (float(last_failure[0]), str(last_failure[1])),
             recent=dict.fromkeys(str(k) for k in doc["recent"]),
             open_runs=None if doc["open"] is None else {str(k): float(v) for k, v in doc["open"].items()},
         )

@@ -173,6 +173,68 @@ class Datasources:
             _check(bool(_GRAFANA_UID.fullmatch(uid)), f"{name}: invalid Grafana uid {uid!r}")
 
 
+_SECRET_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")  # a Kubernetes object name (DNS subdomain)
+_SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]+")
+_EMAIL = re.compile(r"[^@\s,<>\"]+@[^@\s,<>\"]+")
+SEVERITIES = ("info", "warning", "critical")  # lowest first
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """A key of a Secret in the source's namespace (a receiver's URL is a credential: never a value)."""
+
+    name: str
+    key: str
+
+    def __post_init__(self) -> None:
+        _check(
+            len(self.name) <= 253 and bool(_SECRET_NAME.fullmatch(self.name)),
+            f"name: invalid Secret name {self.name!r}",
+        )
+        _check(bool(_SECRET_KEY.fullmatch(self.key)), f"key: invalid Secret key {self.key!r}")
+
+
+@dataclass(frozen=True)
+class Slack:
+    channel: str  # e.g. #ingestion-finance
+    webhook: SecretRef  # the incoming webhook URL
+
+    def __post_init__(self) -> None:
+        _check_text("channel", self.channel)
+        _check("{{" not in self.channel, "channel: must not contain '{{'")
+
+
+@dataclass(frozen=True)
+class Notifications:
+    """Who hears about a source's alerts, and how often (Alertmanager's route and receivers)."""
+
+    team: str | None = None  # the owner: label `team` on every alert of the source
+    slack: Slack | None = None
+    teams: SecretRef | None = None  # a Microsoft Teams (Workflows) webhook URL
+    email: tuple[str, ...] = ()
+    webhook: SecretRef | None = None  # any HTTP endpoint taking Alertmanager's webhook JSON
+    min_severity: str = "warning"  # the lowest severity notified: info, warning or critical
+    group_wait: str = "30s"
+    group_interval: str = "5m"
+    repeat_interval: str = "4h"
+
+    def __post_init__(self) -> None:
+        if self.team is not None:
+            _check_text("team", self.team)
+            _check("{{" not in self.team, "team: must not contain '{{'")
+        for address in self.email:
+            _check(bool(_EMAIL.fullmatch(address)), f"email: invalid address {address!r}")
+        _check(
+            self.min_severity in SEVERITIES,
+            f"min_severity: expected one of {', '.join(SEVERITIES)}, got {self.min_severity!r}",
+        )
+        _check_durations(self, "group_wait", "group_interval", "repeat_interval")
+
+    @property
+    def receivers(self) -> bool:
+        return any((self.slack, self.teams, self.email, self.webhook))
+
+
 @dataclass(frozen=True)
 class RenderConfig:
     """What to render. With `source` set, everything is scoped to that one source (operator use)."""
@@ -189,6 +251,8 @@ class RenderConfig:
     consumer_job: str = "ingestion-consumer"
     loki_job: str = "ingestion-logs"
     runbook_base_url: str = "https://runbooks.example.com/ingestion"
+    grafana_url: str = "http://localhost:3000"  # the notifications' links to dashboards and logs
+    notifications: Notifications = field(default_factory=Notifications)
 
     def __post_init__(self) -> None:
         for name in ("source", "entreprise", "zone"):
@@ -208,11 +272,12 @@ class RenderConfig:
             _check("{{" not in value, f"routing_labels.{name}: must not contain '{{{{'")
         _check_text("consumer_job", self.consumer_job)
         _check_text("loki_job", self.loki_job)
-        _check(
-            re.fullmatch(r"https?://[^\s{}]+", self.runbook_base_url) is not None,
-            f"runbook_base_url: expected an http(s) URL without spaces or braces, "
-            f"got {self.runbook_base_url!r}",
-        )
+        for name in ("runbook_base_url", "grafana_url"):
+            url = getattr(self, name)
+            _check(
+                re.fullmatch(r"https?://[^\s{}\"\\]+", url) is not None,
+                f"{name}: expected an http(s) URL without spaces, quotes or braces, got {url!r}",
+            )
 
     @property
     def key(self) -> str | None:

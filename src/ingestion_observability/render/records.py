@@ -27,6 +27,7 @@ RECOVERY = catalog.RECOVERY.sample
 # Per (source, objet): every per-source use takes `max by (source)` over the objets.
 LAST_RUN = catalog.LAST_RUN.sample
 LAST_STATUS = catalog.LAST_STATUS.sample
+LAST_FAILURE = catalog.LAST_FAILURE.sample
 IN_PROGRESS = catalog.IN_PROGRESS.sample
 OLDEST_OPEN = catalog.OLDEST_OPEN.sample
 KAFKA_LAG = catalog.KAFKA_LAG.sample

@@ -17,13 +17,28 @@ from __future__ import annotations
 
 from typing import Any
 
+from ingestion_observability import catalog
+from ingestion_observability.render import annotations as notes
 from ingestion_observability.render import records as rec
-from ingestion_observability.render.config import RenderConfig, duration_seconds
+from ingestion_observability.render.config import SEVERITIES, RenderConfig, Slo, duration_seconds
 from ingestion_observability.render.promql import eq, number, selector, window_count
 from ingestion_observability.render.records import Scope
 from ingestion_observability.render.text import duree, nombre, pourcent
 
 SLO_ALERT = "IngestionBudgetErreurSLO"
+CONSUMER_NOT_READY = "IngestionConsumerNonPret"
+# While these fire, the consumer is down or not ready and the metrics it exports are stale or missing:
+# the alerts below follow from that and are inhibited in Alertmanager (notifications.inhibit_rules).
+CONSUMER_OUTAGE_ALERTS = ("IngestionConsumerDown", CONSUMER_NOT_READY)
+CAUSED_BY_CONSUMER_OUTAGE = ("IngestionSourceMuette", "IngestionKafkaLag", "IngestionExecutionBloquee")
+__all__ = ["SEVERITIES", "alert_names", "render_rules"]
+
+
+def alert_names() -> tuple[str, ...]:
+    """Every alert this renderer can produce (an SLO included), in rendering order."""
+    config = RenderConfig(slo=Slo(success_ratio=0.99))
+    groups = render_rules(config)["groups"]
+    return tuple(dict.fromkeys(r["alert"] for g in groups for r in g["rules"] if "alert" in r))
 
 
 def render_rules(config: RenderConfig) -> dict[str, Any]:
@@ -62,27 +77,47 @@ def _source_alerts(config: RenderConfig) -> list[dict[str, Any]]:
     def p95(metric: str, *, per_objet: bool) -> str:
         return selector(rec.quantile_record(metric, 95, t.quantile_window, per_objet=per_objet), scope.source)
 
-    objet = "{{ $labels.source }} / {{ $labels.objet }}"
+    objet, source = "{{ $labels.source }} / {{ $labels.objet }}", "{{ $labels.source }}"
+    info = f"0 * topk by (source, objet) (1, {selector(rec.LAST_FAILURE, scope.source)})"
+
+    def with_error(expr: str) -> str:
+        """`expr` (by source, objet) carrying the newest failure's description as label `description`;
+        an objet without one (no failure known since its state was written) still alerts, without it."""
+        return (
+            f"({expr}) + on (source, objet) group_left (description) ({info}) or on (source, objet) ({expr})"
+        )
+
+    def failure_notes(window: str) -> dict[str, str]:
+        return {
+            "heure_echec": notes.failure_time(),
+            "executions": notes.runs(window, "{{ $value }}"),
+            **_links(config, per_objet=True),
+        }
+
     return [
         _alert(
             config,
             "IngestionEchecDetecte",
-            f"sum by (source, objet) ({window_count(failed, t.failure_window)}) > 0",
+            with_error(f"sum by (source, objet) ({window_count(failed, t.failure_window)}) > 0"),
             "critical",
-            f"Échec d'ingestion détecté — {objet}",
+            "Échec d'ingestion",
+            objet,
             "{{ $value }} exécution(s) en échec (FAILED) pour la source {{ $labels.source }}, "
             f"objet {{{{ $labels.objet }}}}, sur une fenêtre de {duree(t.failure_window)}.",
+            notes=failure_notes(t.failure_window),
         ),
         _alert(
             config,
             "IngestionTauxEchecEleve",
             f"{ratio} > {number(t.failure_ratio)} and {runs} >= {t.min_runs}",
             "warning",
-            "Taux d'échec élevé — {{ $labels.source }}",
+            "Taux d'échec élevé",
+            source,
             "Taux d'échec de {{ $value | humanizePercentage }} pour la source {{ $labels.source }} sur "
             f"{duree(t.failure_ratio_window)} (seuil {pourcent(t.failure_ratio)}, "
             f"au moins {t.min_runs} exécutions).",
             for_=t.failure_ratio_for,
+            notes=_links(config, per_objet=False),
         ),
         _alert(
             config,
@@ -90,49 +125,59 @@ def _source_alerts(config: RenderConfig) -> list[dict[str, Any]]:
             f"time() - max by (source) (max_over_time({last_run}[{t.silence_lookback}]))"
             f" > {duration_seconds(t.silence)}",
             "warning",
-            "Source muette — {{ $labels.source }}",
+            "Source muette",
+            source,
             "Aucune exécution de la source {{ $labels.source }} terminée depuis "
             f"{{{{ $value | humanizeDuration }}}} (seuil {duree(t.silence)}, heure de fin des runs).",
+            notes=_links(config, per_objet=False),
         ),
         _alert(
             config,
             "IngestionLatenceDegradee",
             f"{p95(rec.DURATION, per_objet=False)} > {number(t.latency_seconds)}",
             "warning",
-            "Latence p95 dégradée — {{ $labels.source }}",
+            "Latence p95 dégradée",
+            source,
             "Durée p95 de {{ $value | humanizeDuration }} pour la source {{ $labels.source }} sur "
             f"{duree(t.quantile_window)} (seuil {nombre(t.latency_seconds)} s = "
             f"{nombre(t.latency_factor)} × la référence de {nombre(t.latency_baseline_seconds)} s).",
             for_=t.performance_for,
+            notes=_links(config, per_objet=False),
         ),
         _alert(
             config,
             "IngestionSurconsommationMemoire",
             f"{p95(rec.MEMORY, per_objet=True)} > {number(t.memory_bytes)}",
             "warning",
-            f"Surconsommation mémoire — {objet}",
+            "Surconsommation mémoire",
+            objet,
             "Mémoire p95 de {{ $value | humanize1024 }}B pour la source {{ $labels.source }}, objet "
             f"{{{{ $labels.objet }}}}, sur {duree(t.quantile_window)} (seuil {nombre(t.memory_p95_mb)} MB).",
             for_=t.performance_for,
+            notes=_links(config, per_objet=True),
         ),
         _alert(
             config,
             "IngestionSurconsommationCPU",
             f"{p95(rec.CPU, per_objet=True)} > {number(t.cpu_p95_seconds)}",
             "warning",
-            f"Surconsommation CPU — {objet}",
+            "Surconsommation CPU",
+            objet,
             "Temps CPU p95 de {{ $value | humanizeDuration }} pour la source {{ $labels.source }}, objet "
             f"{{{{ $labels.objet }}}}, sur {duree(t.quantile_window)} (seuil {nombre(t.cpu_p95_seconds)} s).",
             for_=t.performance_for,
+            notes=_links(config, per_objet=True),
         ),
         _alert(
             config,
             "IngestionBurstErreurs",
-            f"sum by (source, objet) ({window_count(failures, burst.window)}) > {burst.count}",
+            with_error(f"sum by (source, objet) ({window_count(failures, burst.window)}) > {burst.count}"),
             "warning",
-            f"Rafale d'erreurs — {objet}",
+            "Rafale d'erreurs",
+            objet,
             "{{ $value }} échecs de l'objet {{ $labels.objet }} (source {{ $labels.source }}) en "
             f"{duree(burst.window)} (seuil : plus de {burst.count}).",
+            notes=failure_notes(burst.window),
         ),
         _alert(
             config,
@@ -141,24 +186,35 @@ def _source_alerts(config: RenderConfig) -> list[dict[str, Any]]:
             f"time() - min by (source, objet) ({oldest_open}) > {duration_seconds(t.stuck_run)}"
             f" and on (source, objet) max by (source, objet) ({in_progress}) > 0",
             "warning",
-            f"Exécution bloquée — {objet}",
+            "Exécution bloquée",
+            objet,
             "L'exécution la plus ancienne encore ouverte de l'objet {{ $labels.objet }} (source "
             "{{ $labels.source }}) a démarré il y a {{ $value | humanizeDuration }} sans se terminer "
             f"(START sans COMPLETE, FAIL ni ABORT ; seuil {duree(t.stuck_run)}).",
+            notes=_links(config, per_objet=True),
         ),
     ]
 
 
+def _links(config: RenderConfig, *, per_objet: bool) -> dict[str, str]:
+    return {
+        "tableau_de_bord": notes.dashboard_link(config, per_objet=per_objet),
+        "journaux": notes.logs_link(config, per_objet=per_objet),
+    }
+
+
 def _consumer_alerts(config: RenderConfig) -> list[dict[str, Any]]:
     t = config.thresholds
-    up = selector("up", (eq("job", config.consumer_job),))
+    job = (eq("job", config.consumer_job),)
+    up, ready = selector("up", job), selector(catalog.CONSUMER_READY.name, job)
     return [
         _alert(
             config,
             "IngestionConsumerDown",
             f"{up} == 0 or absent({up})",
             "critical",
-            "Consumer d'ingestion indisponible — {{ $labels.job }}",
+            "Consumer d'ingestion indisponible",
+            "{{ $labels.job }}",
             f"Le job {{{{ $labels.job }}}} ne répond plus au scrape depuis {duree(t.consumer_down_for)} "
             "(valeur {{ $value }} : 0 = cible en panne, 1 = cible absente) : plus aucune métrique "
             "d'ingestion n'est produite.",
@@ -166,10 +222,23 @@ def _consumer_alerts(config: RenderConfig) -> list[dict[str, Any]]:
         ),
         _alert(
             config,
+            CONSUMER_NOT_READY,
+            # no `for`: it holds back the alerts the outage causes from its first evaluation on
+            f"max by (job) ({up}) == 0 or absent({up}) or max by (job) ({ready}) == 0",
+            "info",
+            "Consumer d'ingestion non prêt",
+            "{{ $labels.job }}",
+            "Aucune instance du job {{ $labels.job }} n'est prête (arrêtée, en restauration de son état ou "
+            "sans partition) : les alertes de sources muettes, de retard Kafka et d'exécutions bloquées "
+            "sont retenues dans Alertmanager tant qu'elle dure.",
+        ),
+        _alert(
+            config,
             "IngestionKafkaLag",
             f"{rec.KAFKA_LAG_RECORD} > {number(t.kafka_lag)}",
             "warning",
-            "Retard du consumer Kafka — {{ $labels.topic }}",
+            "Retard du consumer Kafka",
+            "{{ $labels.topic }}",
             "Retard de {{ $value | humanize }} messages sur le topic {{ $labels.topic }} depuis "
             f"{duree(t.kafka_lag_for)} (seuil {nombre(t.kafka_lag)}).",
             for_=t.kafka_lag_for,
@@ -196,10 +265,12 @@ def _slo_alerts(config: RenderConfig) -> list[dict[str, Any]]:
             SLO_ALERT,
             expr,
             severity,
-            "Budget d'erreur SLO consommé trop vite — {{ $labels.source }}",
+            "Budget d'erreur SLO consommé trop vite",
+            "{{ $labels.source }}",
             "Taux d'échec de {{ $value | humanizePercentage }} sur " + duree(long) + " pour la source "
             f"{{{{ $labels.source }}}} : le budget d'erreur (objectif {pourcent(slo.success_ratio)} sur "
             f"{duree(slo.window)}) brûle {nombre(factor)} fois trop vite ({duree(long)} et {duree(short)}).",
+            notes=_links(config, per_objet=False),
         )
         alert["labels"] |= {"long": long, "short": short}
         alerts.append(alert)
@@ -211,18 +282,25 @@ def _alert(
     name: str,
     expr: str,
     severity: str,
-    summary: str,
+    title: str,
+    subject: str,
     description: str,
     *,
     for_: str | None = None,
+    notes: dict[str, str] | None = None,
 ) -> dict[str, Any]:
+    """An alert; `title` and `subject` ("source / objet") make its summary and its notifications' title."""
+    assert severity in SEVERITIES
     rule: dict[str, Any] = {"alert": name, "expr": expr}
     if for_ is not None:
         rule["for"] = for_
     rule["labels"] = {"severity": severity, **config.routing_labels}
     rule["annotations"] = {
-        "summary": summary,
+        "summary": f"{title} : {subject}",
+        "titre": title,
+        "sujet": subject,
         "description": description,
         "runbook_url": f"{config.runbook_base_url.rstrip('/')}/{name.lower()}",
+        **(notes or {}),
     }
     return rule
