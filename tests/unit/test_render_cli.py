@@ -7,8 +7,21 @@ import pytest
 import yaml
 
 from ingestion_observability import catalog
-from ingestion_observability.render import Datasources, RenderConfig, render_dashboard, render_rules
-from ingestion_observability.render.cli import DASHBOARD_FILE, RELABELINGS_FILE, RULES_FILE, main
+from ingestion_observability.render import (
+    Datasources,
+    RenderConfig,
+    notifications,
+    render_dashboard,
+    render_rules,
+)
+from ingestion_observability.render.cli import (
+    DASHBOARD_FILE,
+    RELABELINGS_FILE,
+    ROUTE_FILE,
+    RULES_FILE,
+    TEMPLATES_FILE,
+    main,
+)
 
 CHART_FILES = Path(__file__).parents[2] / "charts" / "ingestion-observability" / "files"
 
@@ -45,10 +58,13 @@ def test_generate_writes_the_chart_files(tmp_path: Path) -> None:
     )
     relabelings = yaml.safe_load((tmp_path / RELABELINGS_FILE).read_text(encoding="utf-8"))
     assert relabelings == list(catalog.BUSINESS_RELABELINGS)
+    assert (tmp_path / TEMPLATES_FILE).read_text(encoding="utf-8") == notifications.templates()
+    route = yaml.safe_load((tmp_path / ROUTE_FILE).read_text(encoding="utf-8"))
+    assert route == notifications.global_config_spec(RenderConfig())
 
 
 def test_committed_chart_files_are_up_to_date(tmp_path: Path) -> None:
     main(["generate", "--out", str(tmp_path)])
-    for path in (RULES_FILE, DASHBOARD_FILE, RELABELINGS_FILE):
+    for path in (RULES_FILE, DASHBOARD_FILE, RELABELINGS_FILE, TEMPLATES_FILE, ROUTE_FILE):
         fresh = (tmp_path / path).read_text(encoding="utf-8")
         assert (CHART_FILES / path).read_text(encoding="utf-8") == fresh, f"run `make generate` ({path})"

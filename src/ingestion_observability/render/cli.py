@@ -1,5 +1,6 @@
-"""`ingestion-render`: print rules or a dashboard, or write the chart's static files (rules, dashboard, and
-the ServiceMonitor's metricRelabelings from `catalog.BUSINESS_RELABELINGS`)."""
+"""`ingestion-render`: print rules or a dashboard, or write the chart's static files (rules, dashboard, the
+ServiceMonitor's metricRelabelings from `catalog.BUSINESS_RELABELINGS`, the notification templates and
+Alertmanager's default route and inhibitions)."""
 
 from __future__ import annotations
 
@@ -15,12 +16,15 @@ import yaml
 
 from ingestion_observability import catalog
 from ingestion_observability.render.config import ConfigError, RenderConfig, load_config
+from ingestion_observability.render import notifications
 from ingestion_observability.render.dashboard import render_dashboard
 from ingestion_observability.render.rules import render_rules
 
 RULES_FILE = Path("rules/ingestion-rules.yaml")
 DASHBOARD_FILE = Path("dashboards/ingestion-overview.json")
 RELABELINGS_FILE = Path("relabelings/business.yaml")
+TEMPLATES_FILE = Path("notifications") / notifications.TEMPLATE_FILE
+ROUTE_FILE = Path("notifications/global-route.yaml")
 
 
 def rules_yaml(rules: dict[str, Any]) -> str:
@@ -66,6 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             (RULES_FILE, rules_yaml(render_rules(config))),
             (DASHBOARD_FILE, dashboard_json(render_dashboard(config))),
             (RELABELINGS_FILE, relabelings_yaml()),
+            (TEMPLATES_FILE, notifications.templates()),
+            (ROUTE_FILE, rules_yaml(notifications.global_config_spec(config))),
         ):
             target = args.out / path
             target.parent.mkdir(parents=True, exist_ok=True)
