@@ -35,9 +35,13 @@ def render_config(
     scrape_interval: str,
     evaluation_interval: str,
     rule_files: Sequence[str | Path],
+    alertmanagers: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """prometheus.yml as a dict: one static scrape job per entry of `jobs` (name -> ["host:port", ...])."""
-    return {
+    """prometheus.yml as a dict: one static scrape job per entry of `jobs` (name -> ["host:port", ...]).
+
+    `alertmanagers` ("host:port") are where the firing alerts go (none: alerts are only evaluated).
+    """
+    config: dict[str, Any] = {
         "global": {
             "scrape_interval": scrape_interval,
             "scrape_timeout": scrape_interval,  # must not exceed the interval; 1s intervals are common here
@@ -55,6 +59,9 @@ def render_config(
             for name, targets in jobs.items()
         ],
     }
+    if alertmanagers:
+        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": _as_list(alertmanagers)}]}]}
+    return config
 
 
 def write_config(
@@ -63,9 +70,14 @@ def write_config(
     scrape_interval: str,
     evaluation_interval: str,
     rule_files: Sequence[str | Path],
+    alertmanagers: Sequence[str] = (),
 ) -> None:
     config = render_config(
-        jobs, scrape_interval=scrape_interval, evaluation_interval=evaluation_interval, rule_files=rule_files
+        jobs,
+        scrape_interval=scrape_interval,
+        evaluation_interval=evaluation_interval,
+        rule_files=rule_files,
+        alertmanagers=alertmanagers,
     )
     path.write_text(yaml.safe_dump(config, sort_keys=False))
 
@@ -118,6 +130,7 @@ class PrometheusServer(OneProcessService):
         rule_files: Sequence[str | Path],
         scrape_interval: str,
         evaluation_interval: str,
+        alertmanagers: Sequence[str] = (),
     ) -> None:
         self.process = process
         self.host = host
@@ -128,6 +141,7 @@ class PrometheusServer(OneProcessService):
         self.rule_files = [str(f) for f in rule_files]
         self.scrape_interval = scrape_interval
         self.evaluation_interval = evaluation_interval
+        self.alertmanagers = _as_list(alertmanagers)
 
     @property
     def url(self) -> str:
@@ -144,6 +158,7 @@ class PrometheusServer(OneProcessService):
         scrape_interval: str = "5s",
         evaluation_interval: str = "5s",
         rule_files: Sequence[str | Path] = (),
+        alertmanagers: Sequence[str] = (),
         host: str = "127.0.0.1",
         extra_args: Sequence[str] = (),
         timeout: float = 60.0,
@@ -151,7 +166,8 @@ class PrometheusServer(OneProcessService):
         """Write the config and start Prometheus; returns once /-/ready answers 200.
 
         `targets` ("host:port") are scraped as job `ingestion-consumer`; `jobs` adds other jobs (name ->
-        targets). `rule_files` may hold globs (e.g. "rules/*.yml"), which `reload()` re-reads.
+        targets). `rule_files` may hold globs (e.g. "rules/*.yml"), which `reload()` re-reads. Firing alerts
+        go to the `alertmanagers` ("host:port"), if any.
         """
         work_dir = Path(work_dir).resolve()
         work_dir.mkdir(parents=True, exist_ok=True)
@@ -159,7 +175,7 @@ class PrometheusServer(OneProcessService):
         all_jobs: dict[str, Sequence[str]] = {CONSUMER_JOB: _as_list(targets)} if targets else {}
         all_jobs.update(jobs or {})
         config_path = work_dir / "prometheus.yml"
-        write_config(config_path, all_jobs, scrape_interval, evaluation_interval, rule_files)
+        write_config(config_path, all_jobs, scrape_interval, evaluation_interval, rule_files, alertmanagers)
         argv: list[str | Path] = [
             binary("prometheus"),
             f"--config.file={config_path}",
@@ -178,14 +194,20 @@ class PrometheusServer(OneProcessService):
             rule_files=rule_files,
             scrape_interval=scrape_interval,
             evaluation_interval=evaluation_interval,
+            alertmanagers=alertmanagers,
         )
         server.wait_or_stop(lambda: http_ok(f"{server.url}/-/ready"), timeout)
         return server
 
     def write_config(self) -> Path:
-        """Rewrite prometheus.yml from `jobs`, `rule_files` and the intervals (then `reload()`)."""
+        """Rewrite prometheus.yml from `jobs`, `rule_files`, intervals, `alertmanagers` (then `reload()`)."""
         write_config(
-            self.config_path, self.jobs, self.scrape_interval, self.evaluation_interval, self.rule_files
+            self.config_path,
+            self.jobs,
+            self.scrape_interval,
+            self.evaluation_interval,
+            self.rule_files,
+            self.alertmanagers,
         )
         return self.config_path
 

@@ -7,7 +7,9 @@
 #   pause        the sandbox image, a static C program;
 #   prometheus, coredns, prometheus-operator, prometheus-config-reloader, victoria-logs: the static Go
 #                binaries of parts "node" and "victorialogs" on an empty rootfs (Debian's prometheus has no
-#                Kubernetes service discovery, so prometheus is part "node"'s build).
+#                Kubernetes service discovery, so prometheus is part "node"'s build);
+#   alertmanager part "alertmanager"'s alertmanager and amtool, laid out as upstream's image for the
+#                prometheus-operator's StatefulSet (see alertmanager_image).
 # Names are localhost/ingestion-observability/<name>, never an official image's name. buildah's storage is
 # images/storage (overlay); runc everywhere (crun fails on these hosts' hybrid cgroup mount).
 set -euo pipefail
@@ -73,6 +75,32 @@ static_image() {
   save "$name" "$tag"
 }
 
+# alertmanager_image TAG: upstream's image without its busybox. prometheus-operator's StatefulSet sets only the
+# container's args (--config.file=/etc/alertmanager/config_out/alertmanager.env.yaml, --storage.path=/alertmanager,
+# --web.listen-address, --cluster.*, --web.config.file=/etc/alertmanager/web_config/web-config.yaml, ...): the
+# entrypoint must be /bin/alertmanager. Every path it uses is a volume (config, certs, templates, storage, read-only
+# root filesystem); the config-reloader beside it reloads over HTTP (POST /-/reload), so no shell is needed. As
+# upstream: amtool in /bin (`kubectl exec ... -- amtool`), /alertmanager owned by nobody as the working directory,
+# the same default command, and a CA bundle (this machine's) for receivers over TLS (SMTP, webhooks).
+alertmanager_image() {
+  local tag="$1" ctr tree="$TOOLS_DIR/build/alertmanager-image"
+  rm -rf "$tree"
+  mkdir -p "$tree/alertmanager"
+  chmod 0775 "$tree/alertmanager" # as upstream's chmod g+w (a volume's fsGroup)
+  ctr="$(buildah from scratch)"
+  buildah copy --quiet --chmod 0755 "$ctr" "$TOOLS_DIR/bin/alertmanager" /bin/alertmanager >/dev/null
+  buildah copy --quiet --chmod 0755 "$ctr" "$TOOLS_DIR/bin/amtool" /bin/amtool >/dev/null
+  buildah copy --quiet --chmod 0644 "$ctr" /etc/ssl/certs/ca-certificates.crt \
+    /etc/ssl/certs/ca-certificates.crt >/dev/null
+  buildah copy --quiet --chown 65534:65534 "$ctr" "$tree" / >/dev/null
+  buildah config --entrypoint '["/bin/alertmanager"]' \
+    --cmd '["--config.file=/etc/alertmanager/alertmanager.yml", "--storage.path=/alertmanager"]' \
+    --workingdir /alertmanager --user 65534:65534 --port 9093 "$ctr"
+  buildah commit --quiet --rm "$ctr" "$REPO_PREFIX/alertmanager:$tag" >/dev/null
+  rm -rf "$tree"
+  save alertmanager "$tag"
+}
+
 # The Debian mirror this machine's apt uses (deb822 sources or sources.list), for debootstrap.
 debian_mirror() {
   local uri
@@ -125,8 +153,9 @@ tool_version() { cat "$TOOLS_DIR/bin/.$1.version"; }
 start=$SECONDS
 fresh python-base bookworm || { log "building python-base (debootstrap, about 2 min)"; python_base; }
 fresh pause "$PAUSE_VERSION" || pause_image
-for tool in coredns prometheus-k8s prometheus-operator prometheus-config-reloader victoria-logs; do
-  [[ -x "$TOOLS_DIR/bin/$tool" ]] || { log "$tool missing: run scripts/tools.sh node victorialogs"; exit 1; }
+for tool in coredns prometheus-k8s prometheus-operator prometheus-config-reloader victoria-logs alertmanager amtool; do
+  [[ -x "$TOOLS_DIR/bin/$tool" ]] ||
+    { log "$tool missing: run scripts/tools.sh node victorialogs alertmanager"; exit 1; }
 done
 
 v="$(tool_version prometheus-k8s)"
@@ -140,5 +169,7 @@ fresh prometheus-config-reloader "$v" ||
   static_image prometheus-config-reloader "$v" "$TOOLS_DIR/bin/prometheus-config-reloader"
 v="$(tool_version victoria-logs)"
 fresh victoria-logs "$v" || static_image victoria-logs "$v" "$TOOLS_DIR/bin/victoria-logs"
+v="$(tool_version alertmanager)"
+fresh alertmanager "$v" || alertmanager_image "$v"
 buildah rmi --prune >/dev/null # images a rebuild untagged
 log "images ready in $IMAGES ($((SECONDS - start))s)"

@@ -79,9 +79,8 @@ def test_alert_expressions() -> None:
         f"sum by (source, objet) (round(({failed} unless {failed} offset 5m) or increase({failed}[5m]))) > 0"
     )
     info = "0 * topk by (source, objet) (1, ingestion_last_failure_info)"
-    assert exprs["IngestionEchecDetecte"] == (
-        f"({failures}) + on (source, objet) group_left (description) ({info}) or on (source, objet) ({failures})"
-    )
+    join = f"+ on (source, objet) group_left (description) ({info})"
+    assert exprs["IngestionEchecDetecte"] == f"({failures}) {join} or on (source, objet) ({failures})"
     assert exprs["IngestionTauxEchecEleve"] == (
         'source:ingestion_failure_ratio:ratio15m{entreprise="", zone=""} > 0.02'
         ' and source:ingestion_runs:increase15m{entreprise="", zone=""} >= 5'
