@@ -7,22 +7,17 @@ amtool and /-/reload refuse a broken config with Alertmanager's own message.
 
 from __future__ import annotations
 
-import email
-import email.policy
 from collections.abc import Iterator
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from devstack.alertmanager import AlertmanagerError, AlertmanagerServer, check_config
 from devstack.inbox import InboxServer
-from devstack.process import free_port
 from devstack.prometheus import PrometheusServer
+from tests.integration.mailbox import smtp_server
 from tests.integration.support import wait_until
 
 pytestmark = pytest.mark.integration
@@ -113,25 +108,8 @@ def test_prometheus_sends_its_firing_alerts_to_the_alertmanager(inbox: InboxServ
     assert alert["generatorURL"].endswith(f":{prometheus.port}/graph?g0.expr=vector%281%29&g0.tab=1")
 
 
-class Mailbox:
-    """An aiosmtpd handler keeping every message it accepts."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[Envelope, EmailMessage]] = []
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        content = envelope.original_content or b""
-        message = email.message_from_bytes(content, policy=email.policy.default)
-        assert isinstance(message, EmailMessage)
-        self.messages.append((envelope, message))
-        return "250 Message accepted for delivery"
-
-
 def test_a_mail_carries_the_french_subject(tmp_path: Path) -> None:
-    mailbox = Mailbox()
-    smtp = Controller(mailbox, hostname="127.0.0.1", port=free_port())
-    smtp.start()
-    try:
+    with smtp_server() as mailbox:
         # The subject comes from a template file: `templates` are written beside the config and listed in it.
         templates = {
             "fr.tmpl": '{{ define "fr.subject" }}[ÉCHEC] Exécution « {{ .CommonLabels.job_name }} » '
@@ -146,7 +124,7 @@ def test_a_mail_carries_the_french_subject(tmp_path: Path) -> None:
                         {
                             "to": "equipe-ventes@example.org",
                             "from": "alertmanager@example.org",
-                            "smarthost": f"127.0.0.1:{smtp.port}",
+                            "smarthost": mailbox.smarthost,
                             "require_tls": False,
                             "headers": {"Subject": '{{ template "fr.subject" . }}'},
                         }
@@ -166,8 +144,6 @@ def test_a_mail_carries_the_french_subject(tmp_path: Path) -> None:
                 what="a mail on the SMTP server",
                 seen=lambda: alertmanager.process.tail(5),
             )
-    finally:
-        smtp.stop()
 
     [(envelope, message)] = mailbox.messages
     assert envelope.rcpt_tos == ["equipe-ventes@example.org"]
