@@ -14,9 +14,11 @@ KAFKA_PORT ?= 9092
 PROMETHEUS_PORT ?= 9090
 LOKI_PORT ?= 9428
 METRICS_PORT ?= 8000
+ALERTMANAGER_PORT ?= 9093
+INBOX_PORT ?= 9097
 DEMO_DIR ?= .demo
 DEMO_PORTS = --kafka-port $(KAFKA_PORT) --prometheus-port $(PROMETHEUS_PORT) --loki-port $(LOKI_PORT) \
-	--metrics-port $(METRICS_PORT)
+	--metrics-port $(METRICS_PORT) --alertmanager-port $(ALERTMANAGER_PORT) --inbox-port $(INBOX_PORT)
 
 .PHONY: help
 help: ## List the targets
@@ -65,7 +67,7 @@ bench: tools ## Throughput and memory against the physical limits on the real se
 		--out bench/results.json $(BENCH_ARGS)
 
 .PHONY: demo up
-demo: ## Kafka, VictoriaLogs, Prometheus, consumer on this machine (installed if missing), sample ingested, summary
+demo: ## Kafka, VictoriaLogs, Prometheus, Alertmanager, consumer on this machine (installed if missing), sample ingested, summary
 	$(BIN)/python -m devstack.demo up --dir $(DEMO_DIR) $(DEMO_PORTS)
 
 up: demo ## The seed's name for make demo

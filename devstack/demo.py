@@ -25,7 +25,9 @@ from typing import NamedTuple
 import yaml
 
 from devstack import stackcheck
+from devstack.alertmanager import AlertmanagerServer
 from devstack.consumer import ConsumerProcess
+from devstack.inbox import InboxServer, read_notifications
 from devstack.kafka import KafkaBroker, kafka_libs
 from devstack.process import port_open
 from devstack.prometheus import PrometheusServer, instant_query
@@ -34,8 +36,13 @@ from devstack.tools import ToolMissingError, binary, tools_dir
 from devstack.victorialogs import VictoriaLogsServer
 from ingestion_observability.producer import cli as producer_cli
 from ingestion_observability.render import RenderConfig, render_rules
+from ingestion_observability.render import notifications as routes
+from ingestion_observability.render.config import Notifications
 
-SERVICES = ("consumer", "prometheus", "victorialogs", "kafka")  # stop order: drain first, storage last
+# stop order: drain first, storage last
+SERVICES = ("consumer", "prometheus", "alertmanager", "inbox", "victorialogs", "kafka")
+# The demo's notifications: every ingestion alert to the local inbox (.demo/inbox), grouped for 2 s.
+DEMO_CONFIG = RenderConfig(notifications=Notifications(group_wait="2s", group_interval="10s"))
 SAMPLE_RUNS = stackcheck.Expected().runs
 TOOLS_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "tools.sh"
 # The scripts/tools.sh parts the demo needs (not kube: that is for the chart and operator tests), how the
@@ -47,6 +54,7 @@ TOOL_PARTS: dict[str, tuple[Callable[[], object], str]] = {
         lambda: binary("victoria-logs"),
         "compilé depuis son module Go : 35 à 40 s à froid, ~2 s avec les caches Go remplis",
     ),
+    "alertmanager": (lambda: binary("alertmanager"), "compilé depuis son module Go : ~70 s à froid"),
 }
 PACKAGES = ("packages", "jq, unzip, Maven et un JDK 17 par apt-get, s'ils manquent")
 
@@ -93,6 +101,8 @@ def _stack(args: argparse.Namespace) -> Stack:
         prometheus_port=args.prometheus_port,
         logs_port=args.loki_port,
         metrics_port=args.metrics_port,
+        alertmanager_port=args.alertmanager_port,
+        inbox_port=args.inbox_port,
     )
 
 
@@ -130,7 +140,7 @@ def _start(work: Path, stack: Stack) -> None:
     """Start the four services in the background (pids.json); a failed start stops those it started."""
     rules = work / "rules" / "ingestion-rules.yaml"
     rules.parent.mkdir(exist_ok=True)
-    rules.write_text(yaml.safe_dump(render_rules(RenderConfig()), sort_keys=False, allow_unicode=True))
+    rules.write_text(yaml.safe_dump(render_rules(DEMO_CONFIG), sort_keys=False, allow_unicode=True))
     # The stores keep their data across `make demo-down` / `make demo`: Kafka's changelog carries the
     # consumer's totals over, as Prometheus' TSDB does its series (`make clean` starts from nothing).
     with contextlib.ExitStack() as started:
@@ -142,6 +152,18 @@ def _start(work: Path, stack: Stack) -> None:
                 work / "consumer.log", stack.bootstrap, logs.push_url, port=stack.metrics_port, topic=TOPIC
             )
         )
+        inbox = started.enter_context(InboxServer.start(work / "inbox", stack.inbox_port))
+        receivers = {routes.DEFAULT_RECEIVER: {"webhook_configs": [{"url": inbox.url}]}}
+        alertmanager = started.enter_context(
+            AlertmanagerServer.start(
+                work / "alertmanager",
+                stack.alertmanager_port,
+                config=routes.alertmanager_config(
+                    DEMO_CONFIG, receivers, template_dir=str(work / "alertmanager")
+                ),
+                templates={routes.TEMPLATE_FILE: routes.templates()},
+            )
+        )
         prometheus = started.enter_context(
             PrometheusServer.start(
                 work / "prometheus",
@@ -150,6 +172,9 @@ def _start(work: Path, stack: Stack) -> None:
                 scrape_interval="2s",
                 evaluation_interval="2s",
                 rule_files=[rules],
+                alertmanagers=[alertmanager.target],
+                # an alert firing before Prometheus has found Alertmanager is sent again 2 s later, not 1 min
+                extra_args=["--rules.alert.resend-delay=2s"],
             )
         )
         pids = {
@@ -157,6 +182,8 @@ def _start(work: Path, stack: Stack) -> None:
             "victorialogs": logs.pid,
             "consumer": consumer.process.pid,
             "prometheus": prometheus.pid,
+            "alertmanager": alertmanager.pid,
+            "inbox": inbox.pid,
         }
         _pids_file(work).write_text(json.dumps(pids))
         consumer.wait_ready()
@@ -174,12 +201,15 @@ def up(args: argparse.Namespace) -> int:
         if not install_tools():
             return 1
         down(args)  # what is left of a previous demo
-        ports = (stack.kafka_port, stack.prometheus_port, stack.logs_port, stack.metrics_port)
+        ports = stack.ports
         busy = [p for p in ports if port_open(HOST, p)]
         if busy:
             print(f"Ports déjà utilisés : {busy}. Arrêtez ce qui les occupe ou changez-les (KAFKA_PORT=...).")
             return 1
-        print("Démarrage de Kafka, VictoriaLogs, Prometheus et du consumer…")
+        print(
+            "Démarrage de Kafka, VictoriaLogs, Prometheus, Alertmanager, de la boîte de réception"
+            " et du consumer…"
+        )
         try:
             _start(work, stack)
         except (RuntimeError, TimeoutError) as err:  # what had started is stopped
@@ -199,9 +229,13 @@ def up(args: argparse.Namespace) -> int:
         print(f"{LOG_STORE} n'a pas reçu les {SAMPLE_RUNS} lignes : voir {work}/consumer.log")
         return 1
     _wait(lambda: bool(instant_query(stack.prometheus, 'ALERTS{alertstate="firing"}')), 30)
+    _wait(lambda: bool(stackcheck.notifications(stack)), 30)
     print(summary(stack))
+    print(notified(stack, work))
     print("\nAccès :")
     print(f"  Prometheus   {stack.prometheus}")
+    print(f"  Alertmanager {stack.alertmanager}")
+    print(f"  Notifications {work}/inbox/ (webhook {stack.inbox})")
     print(f"  {LOG_STORE} {stack.logs}/select/vmui (requêtes LogsQL)")
     print(f"  Consumer     {stack.consumer}/metrics")
     print(f"  Kafka        {stack.bootstrap} (topics {TOPIC}, {TOPIC}.dlq)")
@@ -248,6 +282,20 @@ def summary(stack: Stack) -> str:
         labels = alert["metric"]
         where = " / ".join(labels[k] for k in ("source", "objet") if k in labels)
         lines.append(f"  {labels['alertname']} ({labels.get('severity', '?')}) {where}")
+    return "\n".join(lines)
+
+
+def notified(stack: Stack, work: Path) -> str:
+    """The notifications the local inbox received: one line per notification, one per alert in it."""
+    received = read_notifications(work / "inbox")
+    lines = ["", f"Notifications reçues ({work}/inbox/)" if received else "Notifications reçues : aucune"]
+    for notification in received:
+        statut = "résolue" if notification["status"] == "resolved" else "en cours"
+        group = ", ".join(f"{k}={v}" for k, v in sorted(notification["groupLabels"].items()))
+        lines.append(f"  [{statut}] {group} : {len(notification['alerts'])} alerte(s)")
+        for alert in notification["alerts"]:
+            error = alert["labels"].get("description")
+            lines.append(f"    {alert['annotations'].get('summary', '?')}" + (f" — {error}" if error else ""))
     return "\n".join(lines)
 
 
@@ -352,6 +400,10 @@ def main(argv: list[str] | None = None) -> int:
         help="the log store's (VictoriaLogs: Loki's push API)",
     )
     parser.add_argument("--metrics-port", type=int, default=Stack.metrics_port)
+    parser.add_argument("--alertmanager-port", type=int, default=Stack.alertmanager_port)
+    parser.add_argument(
+        "--inbox-port", type=int, default=Stack.inbox_port, help="the local webhook receiver's"
+    )
     parser.add_argument("--kube-context", default="kind-ingestion-observability", help="open-* commands")
     parser.add_argument("--namespace", default="ingestion", help="open-* commands")
     parser.add_argument("--release", default="ingestion-observability", help="open-* commands")

@@ -100,19 +100,24 @@ class _Handler(BaseHTTPRequestHandler):
     server: _InboxHTTPServer
     protocol_version = "HTTP/1.1"
 
-    def _answer(self, code: int, text: str) -> None:
+    def _answer(self, code: int, text: str, content_type: str = "text/plain") -> None:
         body = (text + "\n").encode()
         self.send_response(code)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Type", f"{content_type}; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
 
     def do_GET(self) -> None:
-        if self.path.split("?")[0] == "/-/ready":
+        path = self.path.split("?")[0]
+        if path == "/-/ready":
             self._answer(200, "ready")
+        elif path == "/notifications":  # what `make test-stack` reads
+            with self.server.lock:
+                received = read_notifications(self.server.path.parent)
+            self._answer(200, json.dumps(received, ensure_ascii=False), "application/json")
         else:
-            self._answer(404, "POST a JSON object to any path; GET /-/ready")
+            self._answer(404, "POST a JSON object to any path; GET /-/ready, /notifications")
 
     def do_POST(self) -> None:
         received_at = time.time()

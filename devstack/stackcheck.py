@@ -8,9 +8,11 @@ change the stack: they are left to `make ingest` and to tests/integration/test_r
 
 from __future__ import annotations
 
+import json
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
@@ -35,6 +37,27 @@ class Stack:
     prometheus_port: int = 9090
     logs_port: int = 9428
     metrics_port: int = 8000
+    alertmanager_port: int = 9093
+    inbox_port: int = 9097  # the demo's webhook receiver (devstack.inbox)
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        return (
+            self.kafka_port,
+            self.prometheus_port,
+            self.logs_port,
+            self.metrics_port,
+            self.alertmanager_port,
+            self.inbox_port,
+        )
+
+    @property
+    def alertmanager(self) -> str:
+        return f"http://{HOST}:{self.alertmanager_port}"
+
+    @property
+    def inbox(self) -> str:
+        return f"http://{HOST}:{self.inbox_port}"
 
     @property
     def bootstrap(self) -> str:
@@ -57,6 +80,8 @@ def health(stack: Stack) -> dict[str, bool]:
     """Each service's own health endpoint (Kafka: its port), as in the seed's step 2."""
     return {
         "Prometheus": http_ok(f"{stack.prometheus}/-/healthy"),
+        "Alertmanager": http_ok(f"{stack.alertmanager}/-/healthy"),
+        "Boîte de réception": http_ok(f"{stack.inbox}/-/ready"),
         LOG_STORE: http_ok(f"{stack.logs}/health"),
         "Consumer (vivant)": http_ok(f"{stack.consumer}/healthz"),
         "Consumer (prêt)": http_ok(f"{stack.consumer}/readyz"),
@@ -129,6 +154,11 @@ class Expected:
     )
     firing: str = "IngestionEchecDetecte"
     firing_on: tuple[str, str] = ("sharepoint_graph", "EventFactureApplication")
+    # its run's Description in logs.json, which the notification must carry
+    firing_error: str = (
+        "Timeout: la requête Microsoft Graph /sites/akonovia/lists/EventFactureApplication/items"
+        " a dépassé 30 s (ReadTimeout)"
+    )
 
     @property
     def runs(self) -> int:
@@ -235,6 +265,33 @@ def _firing(ctx: Context) -> tuple[bool, str]:
     return on == [e.firing_on], f"{e.firing} déclenchée sur {found} (attendu : {' / '.join(e.firing_on)})"
 
 
+def notifications(stack: Stack) -> list[dict[str, Any]]:
+    """What the demo's webhook receiver got from Alertmanager."""
+    with urllib.request.urlopen(f"{stack.inbox}/notifications", timeout=10) as resp:
+        received: list[dict[str, Any]] = json.load(resp)
+    return received
+
+
+def _notified(ctx: Context) -> tuple[bool, str]:
+    e = ctx.expected
+    alerts = [
+        a
+        for n in notifications(ctx.stack)
+        if n["status"] == "firing"
+        for a in n["alerts"]
+        if a["labels"].get("alertname") == e.firing
+    ]
+    on = {
+        (a["labels"].get("source"), a["labels"].get("objet")): a["labels"].get("description") for a in alerts
+    }
+    error = on.get(e.firing_on)
+    return error == e.firing_error, (
+        f"notification {e.firing} sur {' / '.join(e.firing_on)} : "
+        + (f"reçue, erreur « {error} »" if e.firing_on in on else "non reçue")
+        + f" (attendu : reçue, erreur « {e.firing_error} »)"
+    )
+
+
 def _logs(ctx: Context) -> tuple[bool, str]:
     e, url = ctx.expected, ctx.stack.logs
     lines, failed = log_lines(url), log_lines(url, etat="FAILED")
@@ -258,6 +315,7 @@ STEPS: tuple[tuple[int, tuple[str, ...], Callable[[Context], tuple[bool, str]]],
     (5, ("Prometheus",), _dashboard),
     (6, ("Prometheus",), _alert_rules),
     (6, ("Prometheus",), _firing),
+    (6, ("Boîte de réception",), _notified),
     (7, (LOG_STORE,), _logs),
     (9, ("Consumer (vivant)",), _consumer_metrics),
 )

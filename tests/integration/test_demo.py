@@ -36,12 +36,19 @@ def _ports(stack: stackcheck.Stack) -> list[str]:
         f"--prometheus-port={stack.prometheus_port}",
         f"--loki-port={stack.logs_port}",
         f"--metrics-port={stack.metrics_port}",
+        f"--alertmanager-port={stack.alertmanager_port}",
+        f"--inbox-port={stack.inbox_port}",
     ]
 
 
 def _free_stack() -> stackcheck.Stack:
     return stackcheck.Stack(
-        kafka_port=free_port(), prometheus_port=free_port(), logs_port=free_port(), metrics_port=free_port()
+        kafka_port=free_port(),
+        prometheus_port=free_port(),
+        logs_port=free_port(),
+        metrics_port=free_port(),
+        alertmanager_port=free_port(),
+        inbox_port=free_port(),
     )
 
 
@@ -69,7 +76,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         yield Demo(work, stack, output)
     finally:
         assert _run("down", f"--dir={work}")[0] == 0
-    assert set(pids) == {"kafka", "victorialogs", "prometheus", "consumer"}
+    assert set(pids) == set(demo.SERVICES)
     assert all(_gone(pid) for pid in pids.values())
     assert _run("health", *_ports(stack))[0] == 1
 
@@ -85,6 +92,10 @@ def test_up_prints_the_summary(running: Demo) -> None:
         "Max mémoire     19.8 MB (VictoriaLogs, LogsQL)",
         "sharepoint_graph      12   dont échecs : 1",
         "IngestionEchecDetecte (critical) sharepoint_graph / EventFactureApplication",
+        # delivered by Alertmanager to the local inbox, with the run's error
+        "  [en cours] alertname=IngestionEchecDetecte, source=sharepoint_graph : 1 alerte(s)",
+        "    Échec d'ingestion : sharepoint_graph / EventFactureApplication — "
+        + stackcheck.Expected().firing_error,
     ):
         assert line in out
 
@@ -99,15 +110,17 @@ def test_check_passes_then_counts_a_second_ingestion(running: Demo) -> None:
     code, out = _run("check", f"--dir={running.work}", *running.ports)
     assert code == 0, out
     for verdict in (
-        "✅ Étape 1 : processus en marche : kafka, victorialogs, prometheus, consumer",
+        "✅ Étape 1 : processus en marche : kafka, victorialogs, inbox, alertmanager, prometheus, consumer",
         "✅ Étape 3 : 72 messages dans ingestion-logs, 72 traités par le consumer, 0 invalide, retard 0",
         "✅ Étape 4 : 72 séries ingestion_runs_total, 71 SUCCESS / 1 FAILED (attendu 72, 71/1)",
         "✅ Étape 5 : tableau de bord : 71 succès / 1 échec, taux d'échec 1.39% (attendu 71/1, 1.39%)",
-        "✅ Étape 6 : 10 règles d'alerte chargées (attendu 10)",
+        "✅ Étape 6 : 11 règles d'alerte chargées (attendu 11)",
         "✅ Étape 6 : IngestionEchecDetecte déclenchée sur sharepoint_graph / EventFactureApplication",
+        "✅ Étape 6 : notification IngestionEchecDetecte sur sharepoint_graph / EventFactureApplication :"
+        " reçue",
         "✅ Étape 7 : 72 lignes job=ingestion-logs dans VictoriaLogs, dont 1 FAILED (attendu 72, dont 1)",
         "✅ Étape 9 : /metrics du consumer",
-        "Bilan : 9/9 vérifications réussies ✅",
+        "Bilan : 10/10 vérifications réussies ✅",
     ):
         assert verdict in out
 
@@ -131,22 +144,25 @@ def test_check_fails_on_a_wrong_expectation(running: Demo) -> None:
     )
     assert failed[1].startswith("❌ Étape 5 : tableau de bord : 71 succès / 1 échec")
     assert (
-        failed[2] == "❌ Étape 6 : 10 règles d'alerte chargées (attendu 11) ; manquantes : IngestionInconnue"
+        failed[2] == "❌ Étape 6 : 11 règles d'alerte chargées (attendu 12) ; manquantes : IngestionInconnue"
     )
     assert failed[3].startswith("❌ Étape 7 :")
     assert len(failed) == 4
-    assert stackcheck.report(verdicts).endswith("Bilan : 5/9 vérifications réussies, 4 en échec ❌")
+    assert stackcheck.report(verdicts).endswith("Bilan : 6/10 vérifications réussies, 4 en échec ❌")
 
 
 def test_check_fails_when_the_stack_is_not_there(tmp_path: Path) -> None:
     code, out = _run("check", f"--dir={tmp_path}", *_ports(_free_stack()))
     assert code == 1
     for verdict in (
-        "❌ Étape 1 : processus en marche : aucun ; arrêtés : kafka, victorialogs, prometheus, consumer",
-        "❌ Étape 2 : sans réponse : Prometheus, VictoriaLogs, Consumer (vivant), Consumer (prêt), Kafka",
+        "❌ Étape 1 : processus en marche : aucun ; arrêtés : kafka, victorialogs, inbox, alertmanager,"
+        " prometheus, consumer",
+        "❌ Étape 2 : sans réponse : Prometheus, Alertmanager, Boîte de réception, VictoriaLogs, Consumer"
+        " (vivant), Consumer (prêt), Kafka",
         "❌ Étape 3 : non vérifiable, sans réponse de Kafka, Prometheus",
         "❌ Étape 7 : non vérifiable, sans réponse de VictoriaLogs",
-        "Bilan : 0/9 vérifications réussies, 9 en échec ❌",
+        "❌ Étape 6 : non vérifiable, sans réponse de Boîte de réception",
+        "Bilan : 0/10 vérifications réussies, 10 en échec ❌",
     ):
         assert verdict in out
 
