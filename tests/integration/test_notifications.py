@@ -175,6 +175,10 @@ def test_a_failed_run_reaches_the_webhook_and_the_mailbox_then_resolves(
     assert "Exécutions : 2 exécution(s), dont 1 en échec, sur 20 s" in body
     assert f"Tableau de bord : {notes['tableau_de_bord']}" in body
     assert _mail(mailbox, "[RÉSOLU]")[0][0] == f"[RÉSOLU] Échec d'ingestion : {SOURCE} / {OBJET}"
+    # the HTML part is Alertmanager's html/template rendering: names and errors escaped
+    html = next(m.get_body(("html",)) for _, m in mailbox.messages)
+    assert html is not None
+    assert "Factures &#34;clients&#34;" in html.get_content()
 
 
 def _mail(mailbox: Mailbox, prefix: str) -> list[tuple[str, str]]:
