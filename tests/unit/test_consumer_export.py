@@ -10,6 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from ingestion_observability import catalog
 from ingestion_observability.consumer.export import StateCollector
 from ingestion_observability.consumer.health import HealthState
+from ingestion_observability.consumer.metrics import ConsumerMetrics
 from ingestion_observability.consumer.staging import observe
 from ingestion_observability.consumer.state import ObjetState, PartitionState
 from ingestion_observability.event import Run
@@ -18,7 +19,14 @@ T0 = 1_757_894_400.0
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
-def run(objet: str, etat: str = "SUCCESS", fin: float = T0, duree: float = 1.5, **labels: str) -> Run:
+def run(
+    objet: str,
+    etat: str = "SUCCESS",
+    fin: float = T0,
+    duree: float = 1.5,
+    description: str = "",
+    **labels: str,
+) -> Run:
     return Run(
         "PowerBI",
         objet,
@@ -30,6 +38,7 @@ def run(objet: str, etat: str = "SUCCESS", fin: float = T0, duree: float = 1.5, 
         duree,
         0.2,
         float(8 << 20),
+        description,
     )
 
 
@@ -138,6 +147,41 @@ def test_last_run_timestamp_and_status() -> None:
     assert samples[("ingestion_last_run_status", labels("failing"))] == 0
     assert samples[("ingestion_last_run_timestamp", labels("late"))] == T0 + 90
     assert samples[("ingestion_last_run_status", labels("late"))] == 1
+
+
+def test_last_failure_is_the_newest_failure_by_event_time_with_its_error() -> None:
+    error = 'HTTP 504 "Gateway Timeout"\nréessai \\ échoué'
+    newest = objet_state(
+        "o",
+        run("o", "FAILED", fin=T0 + 30, description=error),
+        run("o", "FAILED", fin=T0, description="older"),
+    )
+    recovered = objet_state("r", run("r", "FAILED", fin=T0, description="gone?"), run("r", fin=T0 + 60))
+    never = objet_state("n", run("n", fin=T0))
+    long = objet_state("l", run("l", "FAILED", description="x" * 1000))
+    registry, _ = registry_over(partition(0, newest, recovered, never, long))
+    _, samples = scrape(registry)
+    failures = {k: v for k, v in samples.items() if k[0] == catalog.LAST_FAILURE.name}
+    cut = "x" * (catalog.DESCRIPTION_LABEL_MAX - 1) + "…"
+    assert failures == {
+        (catalog.LAST_FAILURE.name, labels("o", description=error)): T0
+        + 30,  # a late older one does not move it
+        (
+            catalog.LAST_FAILURE.name,
+            labels("r", description="gone?"),
+        ): T0,  # kept after a success: the last error
+        (catalog.LAST_FAILURE.name, labels("l", description=cut)): T0,  # one bounded label per objet
+    }
+
+
+def test_readiness_gauge_reads_health_at_each_scrape() -> None:
+    registry = CollectorRegistry()
+    metrics = ConsumerMetrics(registry)
+    health = serving()
+    metrics.watch(health)
+    assert scrape(registry)[1][(catalog.CONSUMER_READY.name, frozenset())] == 1
+    health.restoring = True
+    assert scrape(registry)[1][(catalog.CONSUMER_READY.name, frozenset())] == 0
 
 
 def test_a_state_without_a_run_has_no_run_series() -> None:

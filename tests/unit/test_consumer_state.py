@@ -40,6 +40,7 @@ def full_state(failed_since: float | None = T0 + 60.5) -> ObjetState:
     state.last_end = T0 + 61.25
     state.last_etat = "FAILED"
     state.failed_since = failed_since
+    state.last_failure = (T0 + 61.25, 'HTTP 504 "Gateway Timeout"\nréessai')
     # insertion order, not sorted: the oldest key is evicted first
     state.recent = dict.fromkeys(
         ["2025-09-15T00:00:02.000Z", "2025-09-15T00:00:00.000Z", "2025-09-15T00:00:01Z"]
@@ -84,6 +85,14 @@ def test_round_trip_of_a_state_without_a_run() -> None:
     assert document(state)["last"] is None
     assert set(restored.histograms) == set(HISTOGRAMS)
     assert all(h.counts == [0] * (len(BOUNDS[name]) + 1) for name, h in restored.histograms.items())
+
+
+def test_a_record_written_before_last_failure_existed_reads_it_as_unknown() -> None:
+    doc = document()
+    del doc["last_failure"]
+    restored = decode(dumps(doc))
+    assert restored.last_failure is None  # unknown until the next failure: never a made-up error
+    assert restored.failures == 1
 
 
 def test_encoded_record_is_versioned() -> None:
