@@ -286,3 +286,56 @@ affinity:
 {{- $d.persistentVolumeClaim.path -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+Notifications (templates/monitoring/alertmanager-*.yaml). Fixed names, not "<fullname>-...": the Alertmanager of
+kube-prometheus-stack names them in its values (alertmanagerSpec.alertmanagerConfiguration), which that chart
+renders with toYaml and no tpl, so they cannot follow the release name. One release per namespace.
+*/}}
+{{- define "ingestion-observability.notificationsConfigName" -}}
+ingestion-observability-notifications
+{{- end -}}
+{{- define "ingestion-observability.notificationTemplatesName" -}}
+ingestion-observability-notification-templates
+{{- end -}}
+{{/* The file and ConfigMap key of the Go templates (render.notifications.TEMPLATE_FILE). */}}
+{{- define "ingestion-observability.notificationTemplatesFile" -}}
+ingestion.tmpl
+{{- end -}}
+
+{{/*
+An Alertmanager template call, {{ template "<name>" . }}, as a string (render.notifications TITLE, TEXT, HTML):
+include "ingestion-observability.alertmanagerTemplateCall" "ingestion.titre"
+*/}}
+{{- define "ingestion-observability.alertmanagerTemplateCall" -}}
+{{- printf "{{ template %q . }}" . -}}
+{{- end -}}
+
+{{/* The Grafana URL the generated files link to: the render config's default grafana_url. */}}
+{{- define "ingestion-observability.renderDefaultGrafanaUrl" -}}
+http://localhost:3000
+{{- end -}}
+
+{{/* notifications.grafanaUrl without a trailing slash (the render library strips it too). */}}
+{{- define "ingestion-observability.grafanaUrl" -}}
+{{- .Values.notifications.grafanaUrl | trimSuffix "/" -}}
+{{- end -}}
+
+{{/*
+The operator's render defaults (YAML; "{}" when empty): operator.renderDefaults, with grafana_url from
+notifications.grafanaUrl when that is not the render default, so that the sources' alerts link where the
+platform alerts do. A different renderDefaults.grafana_url is refused rather than silently overridden.
+*/}}
+{{- define "ingestion-observability.operatorRenderDefaults" -}}
+{{- $defaults := deepCopy (.Values.operator.renderDefaults | default dict) -}}
+{{- $url := include "ingestion-observability.grafanaUrl" . -}}
+{{- with $defaults.grafana_url -}}
+{{- if ne (toString . | trimSuffix "/") $url -}}
+{{- fail (printf "operator.renderDefaults.grafana_url (%s) differs from notifications.grafanaUrl (%s): set notifications.grafanaUrl only (the platform rules and the operator both use it)" (toString .) $url) -}}
+{{- end -}}
+{{- end -}}
+{{- if ne $url (include "ingestion-observability.renderDefaultGrafanaUrl" .) -}}
+{{- $_ := set $defaults "grafana_url" $url -}}
+{{- end -}}
+{{- toYaml $defaults -}}
+{{- end -}}
