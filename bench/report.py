@@ -11,6 +11,7 @@ INTAKE_ARRAY_RATIO = 0.5  # 1000-event arrays: at least half the bare kafka-pyth
 RSS_MAX_MB = 200
 RSS_FLAT_MAX_GROWTH = 0.10  # "flat": at most 10 % more RSS after M events than after N
 OPERATOR_SECONDS = 60
+NOTIFICATION_MARGIN_S = 2  # issue 16: p95 within 2 s of batch window + scrape + evaluation + group_wait
 
 
 def rates(events: int, seconds: float, cpu_seconds: float) -> dict[str, Any]:
@@ -74,6 +75,16 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                     growth <= RSS_FLAT_MAX_GROWTH,
                 )
             )
+    for name, measured in results.get("notification", {}).items():
+        over = measured["p95_minus_limit_s"]
+        targets.append(
+            _target(
+                f"time to notification p95, {name}",
+                f"<= limit + {NOTIFICATION_MARGIN_S} s",
+                over,
+                over <= NOTIFICATION_MARGIN_S,
+            )
+        )
     operator = results.get("operator")
     if operator and not operator.get("skipped"):
         seconds = operator["ready_seconds"]
@@ -221,6 +232,15 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
             f"{c['scrape_ms_median']} ms",
             f"median of {c['scrapes']}; Prometheus scrape_duration_seconds "
             f"{c['prometheus'].get('scrape_duration_ms_avg', 0)} ms",
+        )
+    for name, n in results.get("notification", {}).items():
+        t = n["timings"]
+        add(
+            f"time to notification, {name}",
+            f"p50 {n['p50_s']} s, p95 {n['p95_s']} s",
+            f"limit {n['limit_s']} s = batch {t['batch_window_s']} s + scrape {t['scrape']} + evaluation "
+            f"{t['evaluation']} + group_wait {t['group_wait']}; max {n['max_s']} s over {n['runs']} runs",
+            f"time to notification p95, {name}",
         )
     operator = results.get("operator")
     if operator and operator.get("skipped"):

@@ -3,7 +3,8 @@
     python -m bench.run --events 200000 --memory-events 1000000 --out bench/results.json
 
 Sections: producer (acks=all), the raw kafka-python poll loop (the limit), the consumer end to end and its
-ratio to the raw loop, consumer memory, series and scrape cost of a 10 × 50 dataset, the operator.
+ratio to the raw loop, consumer memory, series and scrape cost of a 10 × 50 dataset, time to notification,
+the operator.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from bench import cardinality, kafka_raw, operator, procstat, producer, restore
+from bench import cardinality, kafka_raw, notification, operator, procstat, producer, restore
 from bench import consumer as consumer_bench
 from bench import intake as intake_bench
 from bench.null_loki import NullLoki
@@ -61,7 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="series whose state a consumer restores from the changelog (repeatable; default 1000, 100000)",
     )
     parser.add_argument(
-        "--skip", action="append", default=[], choices=["operator", "memory", "cardinality", "restore"]
+        "--skip",
+        action="append",
+        default=[],
+        choices=["operator", "memory", "cardinality", "restore", "notification"],
     )
     return parser
 
@@ -240,6 +244,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 for series in args.restore_series or (1_000, 100_000):
                     step(f"restore: the state of {series} series from the changelog")
                     results["restore"].append(restore.measure(services, work, series))
+
+            if "notification" not in args.skip:
+                results["notification"] = {}
+                for timings in (notification.DEMO, notification.CHART):
+                    step(f"time to notification, {timings.name}: 20 failures to the webhook")
+                    results["notification"][timings.name] = notification.measure(services, work, timings)
 
             if "cardinality" not in args.skip:
                 step("cardinality: 10 sources × 50 objets")
