@@ -114,7 +114,10 @@ def measure(services: Services, work: Path, timings: Timings, runs: int = 20) ->
             published[event["source"]["name"]] = time.time()
             time.sleep(spacing)
         received = _wait_for(inbox, set(published), timeout=timings.limit() + 60)
-    latencies = sorted(received[source] - published[source] for source in published)
+    latencies = sorted(received[source][0] - published[source] for source in published)
+    # the alert's startsAt is the evaluation that fired it: the path splits there
+    firing = [received[source][1] - published[source] for source in published]
+    sending = [received[source][0] - received[source][1] for source in published]
     p95 = statistics.quantiles(latencies, n=20, method="inclusive")[18]
     limit = timings.limit()
     return {
@@ -130,18 +133,22 @@ def measure(services: Services, work: Path, timings: Timings, runs: int = 20) ->
         "max_s": round(latencies[-1], 2),
         "limit_s": limit,
         "p95_minus_limit_s": round(p95 - limit, 2),
+        # publication → the firing evaluation (batch, scrape, evaluation), then → the webhook (group_wait)
+        "to_firing_p50_s": round(statistics.median(firing), 2),
+        "firing_to_webhook_p50_s": round(statistics.median(sending), 2),
     }
 
 
-def _wait_for(inbox: InboxServer, sources: set[str], timeout: float) -> dict[str, float]:
-    """When each source's first firing notification arrived."""
+def _wait_for(inbox: InboxServer, sources: set[str], timeout: float) -> dict[str, tuple[float, float]]:
+    """When each source's first firing notification arrived, and its alert's startsAt (epoch seconds)."""
     deadline = time.monotonic() + timeout
     while True:
-        received: dict[str, float] = {}
+        received: dict[str, tuple[float, float]] = {}
         for notification in inbox.notifications():
             source = notification["groupLabels"].get("source")
             if notification["status"] == "firing" and source in sources and source not in received:
-                received[source] = notification["received_at"]
+                starts = datetime.fromisoformat(notification["alerts"][0]["startsAt"]).timestamp()
+                received[source] = (notification["received_at"], starts)
         if set(received) == sources or time.monotonic() > deadline:
             missing = sources - set(received)
             if missing:
