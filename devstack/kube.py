@@ -469,7 +469,8 @@ class KubeControlPlane(LocalService):
 
 
 def _established(crd: Mapping[str, Any]) -> bool:
-    conditions = crd.get("status", {}).get("conditions", [])
+    # a CRD just created may report `status: {conditions: null}`
+    conditions = (crd.get("status") or {}).get("conditions") or []
     return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
 
 

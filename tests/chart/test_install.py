@@ -231,7 +231,12 @@ def test_operator_rbac_allows_its_work_in_watched_namespaces_only(cluster: Clust
         )
         assert cluster.can(operator, "delete", "configmaps", namespace=namespace)
         assert cluster.can(operator, "create", "events", namespace=namespace)
-        assert not cluster.can(operator, "get", "secrets", namespace=namespace)
+        assert cluster.can(
+            operator, "create", "alertmanagerconfigs", namespace=namespace, group="monitoring.coreos.com"
+        )
+        assert cluster.can(operator, "get", "secrets", namespace=namespace)  # the notifications' webhooks
+        assert not cluster.can(operator, "list", "secrets", namespace=namespace)
+        assert not cluster.can(operator, "watch", "secrets", namespace=namespace)
         assert not cluster.can(operator, "create", "pods", namespace=namespace)
         assert not cluster.can(operator, "delete", "ingestionsources", namespace=namespace, group=group)
     for namespace in ("default", "kube-system", "kind"):
@@ -240,6 +245,7 @@ def test_operator_rbac_allows_its_work_in_watched_namespaces_only(cluster: Clust
         )
         assert not cluster.can(operator, "list", "ingestionsources", namespace=namespace, group=group)
         assert not cluster.can(operator, "list", "configmaps", namespace=namespace)
+        assert not cluster.can(operator, "get", "secrets", namespace=namespace)
     assert cluster.can(operator, "watch", "customresourcedefinitions", group="apiextensions.k8s.io")
     assert cluster.can(operator, "list", "namespaces")
     assert not cluster.can(operator, "delete", "customresourcedefinitions", group="apiextensions.k8s.io")

@@ -195,17 +195,26 @@ def test_operator_role_grants_what_the_operator_does_and_nothing_else(value_set:
         assert {(group, "ingestionsources", v) for v in ("get", "list", "watch", "patch")} <= granted
         assert (group, "ingestionsources/status", "patch") in granted
         assert (group, "ingestionsources/finalizers", "update") in granted
-        for resource, group_name in (("prometheusrules", "monitoring.coreos.com"), ("configmaps", "")):
+        children = (
+            ("prometheusrules", "monitoring.coreos.com"),
+            ("alertmanagerconfigs", "monitoring.coreos.com"),
+            ("configmaps", ""),
+        )
+        for resource, group_name in children:
             for verb in ("get", "list", "watch", "create", "update", "delete"):
                 assert (group_name, resource, verb) in granted
         assert ("", "events", "create") in granted
+        # The notifications' Secrets: read by name, never listed nor watched.
+        assert {(g, v) for g, r, v in granted if r == "secrets"} == {("", "get")}
         resources = {r for _, r, _ in granted}
         assert resources == {
             "ingestionsources",
             "ingestionsources/status",
             "ingestionsources/finalizers",
             "prometheusrules",
+            "alertmanagerconfigs",
             "configmaps",
+            "secrets",
             "events",
         }
         assert not any(v in ("escalate", "bind", "impersonate") for _, _, v in granted)
@@ -277,7 +286,8 @@ def test_prometheus_rule_is_the_generated_file_untouched(value_set: list[Manifes
     generated_text = (CHART / "files" / "rules" / "ingestion-rules.yaml").read_text()
     assert rule["spec"] == yaml.safe_load(generated_text)
     alerts = [r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r]
-    assert len(alerts) == 10  # the seed's nine and IngestionExecutionBloquee
+    # the seed's nine, IngestionExecutionBloquee and IngestionConsumerNonPret
+    assert len(alerts) == 11
     descriptions = " ".join(a["annotations"].get("description", "") for a in alerts)
     assert "{{ $value }}" in descriptions and "{{ $labels.source }}" in descriptions
 

@@ -1,5 +1,6 @@
-"""One real control plane (etcd + kube-apiserver) with the IngestionSource and PrometheusRule CRDs, and
-one operator process (`ingestion-operator run --standalone`) for the session's functional tests."""
+"""One real control plane (etcd + kube-apiserver) with the IngestionSource, PrometheusRule and
+AlertmanagerConfig CRDs, and one operator process (`ingestion-operator run --standalone`) for the session's
+functional tests."""
 
 from __future__ import annotations
 
@@ -22,8 +23,9 @@ RESYNC_SECONDS = 2  # the drift-repair timer, short enough to run during the tes
 @pytest.fixture(scope="session")
 def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeControlPlane]:
     with KubeControlPlane.start(tmp_path_factory.mktemp("operator-kube")) as plane:
-        rules_crd = [p for p in crd_files("prometheus-operator") if p.name.endswith("_prometheusrules.yaml")]
-        plane.apply_crds([CRD_FILE, *rules_crd])
+        children = ("_prometheusrules.yaml", "_alertmanagerconfigs.yaml")
+        crds = [p for p in crd_files("prometheus-operator") if p.name.endswith(children)]
+        plane.apply_crds([CRD_FILE, *crds])
         for namespace in (NAMESPACE, BENCH_NAMESPACE):
             plane.create("/api/v1/namespaces", {"metadata": {"name": namespace}})
         yield plane

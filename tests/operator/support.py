@@ -57,6 +57,8 @@ class FakeApi:
         self.version = 0
         self.create_race: dict[str, Any] | None = None  # created by "someone else" just before our create
         self.replace_race: dict[str, Any] | None = None  # written by "someone else" just before our replace
+        self.secrets: dict[tuple[str, str], dict[str, str]] = {}  # (namespace, name) -> data
+        self.secret_reads: list[str] = []
 
     def _store(self, kind: Kind, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
         self.version += 1
@@ -88,6 +90,11 @@ class FakeApi:
             raise ApplyError("conflict", reason="Conflict", retryable=True)
         self.writes.append("replace")
         return self._store(kind, namespace, body)
+
+    def secret_keys(self, namespace: str, name: str) -> frozenset[str] | None:
+        self.secret_reads.append(f"{namespace}/{name}")
+        data = self.secrets.get((namespace, name))
+        return None if data is None else frozenset(key for key, value in data.items() if value)
 
     def delete(self, kind: Kind, namespace: str, name: str, uid: str, resource_version: str) -> None:
         live = self.objects[(kind.kind, namespace, name)]

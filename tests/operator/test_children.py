@@ -1,10 +1,15 @@
-"""The generated objects: names, labels for kube-prometheus-stack and the Grafana sidecar, content."""
+"""The generated objects: names, labels for kube-prometheus-stack and the Grafana sidecar, content; the
+AlertmanagerConfig of a source with receivers, and the routing labels on every alert."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
+
+import pytest
 
 from ingestion_observability.render import RenderConfig, render_dashboard, render_rules
+from ingestion_observability.render.notifications import source_config_spec
 from ingestion_operator.children import build
 from ingestion_operator.settings import ChildSettings
 from ingestion_operator.spec import parse
@@ -92,3 +97,75 @@ def test_largest_spec_fits_in_a_config_map() -> None:
     assert dashboard is not None
     size = len(json.dumps(dashboard, ensure_ascii=False).encode())
     assert size < 1024 * 1024, size
+
+
+def _slack(source: str) -> dict[str, Any]:
+    return {
+        "source": source,
+        "notifications": {
+            "team": "finance",
+            "slack": {"channel": "#finance", "webhookSecret": {"name": "slack", "key": "url"}},
+        },
+    }
+
+
+def test_alertmanager_config() -> None:
+    source = parse(_slack("PowerBI"), RenderConfig(), "ingestion")
+    children = build("powerbi", "ingestion", source, SETTINGS)
+    routing = children.routing
+    assert routing is not None and children.objects == [children.rule, children.dashboard, routing]
+    assert (
+        routing["apiVersion"] == "monitoring.coreos.com/v1alpha1" and routing["kind"] == "AlertmanagerConfig"
+    )
+    meta = routing["metadata"]
+    assert (meta["name"], meta["namespace"]) == ("ingestion-powerbi", "ingestion")
+    assert meta["labels"] == {
+        **children.rule["metadata"]["labels"],
+        "app.kubernetes.io/component": "alert-routing",
+    }
+    assert meta["annotations"] == {"observability.ingestion.dev/source": "PowerBI"}
+    assert routing["spec"] == source_config_spec(source.config)
+    assert routing["spec"]["receivers"][0]["slackConfigs"][0]["apiURL"] == {"name": "slack", "key": "url"}
+
+
+def test_no_receiver_no_alertmanager_config() -> None:
+    team_only = parse({"source": "S", "notifications": {"team": "crm"}}, RenderConfig(), "ns")
+    for source in (parse({"source": "S"}, RenderConfig(), "ns"), team_only):
+        children = build("s", "ns", source, SETTINGS)
+        assert children.routing is None and children.routing not in children.objects
+    alerts = build("s", "ns", team_only, SETTINGS).rule["spec"]["groups"]
+    assert all(r["labels"]["team"] == "crm" for g in alerts for r in g["rules"] if "alert" in r)
+
+
+def alert_rules(rule: dict[str, Any]) -> list[dict[str, Any]]:
+    return [r for group in rule["spec"]["groups"] for r in group["rules"] if "alert" in r]
+
+
+def test_every_alert_carries_the_sources_namespace_and_team() -> None:
+    spec = {**_slack("S"), "slo": {"successRatio": 0.99}, "routing": {"labels": {"channel": "c"}}}
+    rule = build("s", "sales", parse(spec, RenderConfig(), "sales"), SETTINGS).rule
+    alerts = alert_rules(rule)
+    assert len(alerts) == 12
+    for alert in alerts:
+        assert {k: alert["labels"].get(k) for k in ("namespace", "team", "channel")} == {
+            "namespace": "sales",
+            "team": "finance",
+            "channel": "c",
+        }, alert["alert"]
+    # Offline without a namespace: no label (the CLI warns when the source has receivers).
+    offline = build("s", None, parse(spec, RenderConfig()), SETTINGS).rule
+    assert not any("namespace" in alert["labels"] for alert in alert_rules(offline))
+
+
+@pytest.mark.parametrize("name", ['a"b\\c', ".*", "x|y", "a\nb", "{{ $labels.source }}"])
+def test_hostile_source_names_are_matched_exactly(name: str) -> None:
+    """Structured matchers (prometheus-operator quotes them): the source's value is the name itself, with
+    an equality match, never a regex that `.*` or `x|y` would widen."""
+    routing = build("odd", "ns", parse(_slack(name), RenderConfig(), "ns"), SETTINGS).routing
+    assert routing is not None
+    matchers = routing["spec"]["route"]["matchers"]
+    assert {"name": "source", "value": name, "matchType": "="} in matchers
+    assert [m for m in matchers if m["name"] == "source"] == [
+        {"name": "source", "value": name, "matchType": "="}
+    ]
+    assert routing["metadata"]["annotations"]["observability.ingestion.dev/source"] == name

@@ -118,3 +118,54 @@ def test_run_rejects_bad_settings(capsys: pytest.CaptureFixture[str], argv: list
         main(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+NOTIFIED = {
+    "source": "A",
+    "notifications": {"email": {"to": ["a@example.org"]}},
+}
+
+
+def test_render_prints_the_alertmanager_config_in_the_namespace(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "sources.yaml"
+    docs = [source("a", NOTIFIED), source("b", {"source": "B"}, "elsewhere")]
+    path.write_text(yaml.safe_dump_all(docs), encoding="utf-8")
+    assert main(["render", "-f", str(path), "--namespace", "team-a"]) == 0
+    captured = capsys.readouterr()
+    objects = list(yaml.safe_load_all(captured.out))
+    assert [(o["kind"], o["metadata"]["name"], o["metadata"]["namespace"]) for o in objects] == [
+        ("PrometheusRule", "ingestion-a", "team-a"),
+        ("ConfigMap", "ingestion-dashboard-a", "team-a"),
+        ("AlertmanagerConfig", "ingestion-a", "team-a"),
+        ("PrometheusRule", "ingestion-b", "elsewhere"),  # its own namespace wins, as with kubectl
+        ("ConfigMap", "ingestion-dashboard-b", "elsewhere"),
+    ]
+    namespaces = [
+        {r["labels"]["namespace"] for g in o["spec"]["groups"] for r in g["rules"] if "alert" in r}
+        for o in objects
+        if o["kind"] == "PrometheusRule"
+    ]
+    assert namespaces == [{"team-a"}, {"elsewhere"}]
+    assert objects[2]["spec"]["receivers"][0]["emailConfigs"][0]["to"] == "a@example.org"
+    assert captured.err == ""
+
+
+def test_render_without_a_namespace_warns_about_notifications(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "sources.yaml"
+    path.write_text(
+        yaml.safe_dump_all([source("a", NOTIFIED), source("b", {"source": "B"})]), encoding="utf-8"
+    )
+    assert main(["render", "-f", str(path)]) == 0
+    captured = capsys.readouterr()
+    objects = list(yaml.safe_load_all(captured.out))
+    assert [o["kind"] for o in objects][:3] == ["PrometheusRule", "ConfigMap", "AlertmanagerConfig"]
+    assert "namespace:" not in captured.out
+    assert captured.err == (
+        "ingestion-operator: warning: IngestionSource a has no namespace (metadata.namespace or "
+        "--namespace): its alerts lack the `namespace` label its AlertmanagerConfig's route matches, "
+        "no notification would be sent\n"
+    )

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from ingestion_observability.render import ConfigError, RenderConfig
-from ingestion_observability.render.config import duration_seconds
+from ingestion_observability.render.config import SEVERITIES, duration_seconds
 from ingestion_operator import spec
 from ingestion_operator.children import GROUP, KIND, PLURAL, VERSION
 from tests.operator.support import crd, spec_schema, with_schema_defaults
@@ -24,11 +24,21 @@ def leaves(schema: dict[str, Any], prefix: str = "") -> Iterator[str]:
             yield f"{prefix}{name}"
 
 
+DURATION_NAME = re.compile(r"(?i)(window|wait|interval)$")
+
+
 def durations(schema: dict[str, Any]) -> Iterator[str]:
-    for prop in schema.get("properties", {}).values():
-        if "pattern" in prop:
+    """The patterns of the duration fields (other strings, e.g. Secret names, have theirs)."""
+    for name, prop in schema.get("properties", {}).items():
+        if DURATION_NAME.search(name):
             yield prop["pattern"]
         yield from durations(prop)
+
+
+def node(schema: dict[str, Any], path: str) -> dict[str, Any]:
+    for name in path.split("."):
+        schema = schema["properties"][name]
+    return schema
 
 
 def test_names_and_columns() -> None:
@@ -46,12 +56,29 @@ def test_every_spec_field_is_mapped_and_every_mapping_exists() -> None:
     assert set(leaves(spec_schema())) == {f.spec for f in spec.FIELDS} | set(spec.OTHER_FIELDS)
 
 
-def test_schema_defaults_are_the_operator_defaults() -> None:
+@pytest.mark.parametrize(
+    "bare",
+    [
+        {"source": "PowerBI"},
+        {"source": "PowerBI", "notifications": {"team": "bi", "email": {"to": ["bi@example.org"]}}},
+    ],
+    ids=["bare", "notifications"],
+)
+def test_schema_defaults_are_the_operator_defaults(bare: dict[str, Any]) -> None:
     """An object the API server defaulted renders exactly like the bare spec rendered offline."""
-    bare = {"source": "PowerBI"}
     defaulted = with_schema_defaults(bare, spec_schema())
     assert defaulted != bare  # the schema does default something
-    assert spec.parse(defaulted, RenderConfig()) == spec.parse(bare, RenderConfig())
+    assert spec.parse(defaulted, RenderConfig(), "ns") == spec.parse(bare, RenderConfig(), "ns")
+
+
+def test_required_fields_are_the_operators() -> None:
+    """What the operator requires of a spec rendered offline is what the API server requires."""
+    for path, names in spec.REQUIRED.items():
+        assert node(spec_schema(), path)["required"] == list(names), path
+
+
+def test_notifications_severity_is_the_librarys() -> None:
+    assert node(spec_schema(), "notifications.minSeverity")["enum"] == list(SEVERITIES)
 
 
 @pytest.mark.parametrize(

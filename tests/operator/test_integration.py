@@ -1,5 +1,6 @@
 """The operator against a real kube-apiserver: children, ownership, updates, drift repair, idempotency,
-validation by the API server (schema + CEL), invalid specs, and 200 sources."""
+validation by the API server (schema + CEL), invalid specs, notifications (AlertmanagerConfig, Secrets),
+and 200 sources."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import yaml
 from devstack.kube import KubeApiError, KubeControlPlane
 from ingestion_observability.render import RenderConfig, render_dashboard, render_rules
 from ingestion_operator.children import API_VERSION, GROUP, PLURAL, VERSION, Children, build
+from ingestion_operator.cli import render
 from ingestion_operator.settings import ChildSettings
 from ingestion_operator.spec import parse
 from tests.operator.conftest import BENCH_NAMESPACE, NAMESPACE, RESYNC_SECONDS, running_operator
@@ -36,6 +38,8 @@ def sources_path(namespace: str = NAMESPACE) -> str:
 SOURCES = sources_path()
 RULES = f"/apis/monitoring.coreos.com/v1/namespaces/{NAMESPACE}/prometheusrules"
 CONFIG_MAPS = f"/api/v1/namespaces/{NAMESPACE}/configmaps"
+ROUTES = f"/apis/monitoring.coreos.com/v1alpha1/namespaces/{NAMESPACE}/alertmanagerconfigs"
+SECRETS = f"/api/v1/namespaces/{NAMESPACE}/secrets"
 
 
 def wait_for(check: Callable[[], T | None], what: str, timeout: float = 30.0) -> T:
@@ -89,7 +93,19 @@ def patch_spec(kube: KubeControlPlane, name: str, spec: dict[str, Any]) -> dict[
 
 def expected(live: dict[str, Any]) -> Children:
     """What the operator must have made of the source as the API server stored it (defaults applied)."""
-    return build(live["metadata"]["name"], NAMESPACE, parse(live["spec"], RenderConfig()), ChildSettings())
+    source = parse(live["spec"], RenderConfig(), NAMESPACE)
+    return build(live["metadata"]["name"], NAMESPACE, source, ChildSettings())
+
+
+def owner_reference(live: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "IngestionSource",
+        "name": live["metadata"]["name"],
+        "uid": live["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
 
 
 def events(kube: KubeControlPlane, name: str) -> list[tuple[str, str, str]]:
@@ -126,15 +142,8 @@ def test_example_becomes_children(kube: KubeControlPlane) -> None:
         get(kube, f"{CONFIG_MAPS}/ingestion-dashboard-efficy"),
     )
     assert rule is not None and config_map is not None
-    owner = {
-        "apiVersion": API_VERSION,
-        "kind": "IngestionSource",
-        "name": "efficy",
-        "uid": live["metadata"]["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
-    config = parse(live["spec"], RenderConfig()).config
+    owner = owner_reference(live)
+    config = parse(live["spec"], RenderConfig(), NAMESPACE).config
     assert rule["metadata"]["ownerReferences"] == [owner]
     assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     assert rule["spec"]["groups"] == render_rules(config)["groups"]
@@ -142,9 +151,11 @@ def test_example_becomes_children(kube: KubeControlPlane) -> None:
     assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert config_map["metadata"]["annotations"]["grafana_folder"] == "Ingestion"
     assert json.loads(config_map["data"]["efficy.json"]) == render_dashboard(config)
-    # The API server's defaults change nothing: `ingestion-operator render` made the same objects offline.
+    # The API server's defaults change nothing: `ingestion-operator render` makes the same objects offline
+    # (given the namespace, which the alerts carry).
+    offline = list(yaml.safe_load_all(render([doc], ChildSettings(), NAMESPACE)))
     generated = list(yaml.safe_load_all((EXAMPLES / "generated/efficy.yaml").read_text(encoding="utf-8")))
-    assert [rule["spec"], config_map["data"]] == [generated[0]["spec"], generated[1]["data"]]
+    assert [rule["spec"], config_map["data"]] == [offline[0]["spec"], generated[1]["data"]]
     assert (
         "Normal",
         "Applied",
@@ -280,6 +291,26 @@ def test_no_op_reconciles_write_nothing(kube: KubeControlPlane) -> None:
         ),
         ("full-slo", {"source": "s", "slo": {"successRatio": 1}}, "successRatio must be below 1"),
         ("bad-label", {"source": "s", "routing": {"labels": {"bad-name": "x"}}}, "label names must match"),
+        (
+            "bad-severity",
+            {"source": "s", "notifications": {"minSeverity": "page"}},
+            'spec.notifications.minSeverity: Unsupported value: "page"',
+        ),
+        (
+            "no-webhook",
+            {"source": "s", "notifications": {"slack": {"channel": "#c"}}},
+            "spec.notifications.slack.webhookSecret: Required value",
+        ),
+        (
+            "bad-secret",
+            {"source": "s", "notifications": {"teams": {"webhookSecret": {"name": "A_B", "key": "k"}}}},
+            "spec.notifications.teams.webhookSecret.name in body should match",
+        ),
+        (
+            "bad-email",
+            {"source": "s", "notifications": {"email": {"to": ["a, b@c.d"]}}},
+            "spec.notifications.email.to[0] in body should match",
+        ),
         ("n" * 64, {"source": "s"}, "metadata.name must be at most 63 characters"),
     ],
     ids=lambda v: v[:20] if isinstance(v, str) else "",
@@ -331,6 +362,78 @@ def test_someone_elses_object_is_not_overwritten(kube: KubeControlPlane) -> None
         in condition["message"]
     )
     assert kube.get(f"{CONFIG_MAPS}/ingestion-dashboard-taken")["data"] == {"mine": "1"}
+
+
+def notifications(secret: str) -> dict[str, Any]:
+    return {
+        "team": "finance",
+        "slack": {"channel": "#finance", "webhookSecret": {"name": secret, "key": "url"}},
+        "email": {"to": ["finance@example.org"]},
+    }
+
+
+def test_notifications_become_an_alertmanager_config_then_go(kube: KubeControlPlane) -> None:
+    kube.create(
+        SECRETS, {"metadata": {"name": "slack-routed"}, "stringData": {"url": "http://hooks.invalid"}}
+    )
+    name = 'Routé "a\\b" .*'  # the route must match this source exactly, not as a pattern
+    live = apply_source(kube, "routed", {"source": name, "notifications": notifications("slack-routed")})
+    assert ready(live)["status"] == "True", ready(live)
+    assert ready(live)["message"].endswith(", notifications by AlertmanagerConfig ingestion-routed")
+    path = f"{ROUTES}/ingestion-routed"
+    routing = get(kube, path)
+    assert routing is not None
+    assert routing["metadata"]["ownerReferences"] == [owner_reference(live)]
+    assert routing["metadata"]["labels"]["app.kubernetes.io/component"] == "alert-routing"
+    want = expected(live).routing
+    assert want is not None and routing["spec"] == want["spec"]  # stored as written: no drift to repair
+    assert routing["spec"]["route"]["matchers"][0] == {"name": "source", "value": name, "matchType": "="}
+    rule = get(kube, f"{RULES}/ingestion-routed")
+    assert rule is not None
+    alerts = [r for group in rule["spec"]["groups"] for r in group["rules"] if "alert" in r]
+    labels = {(r["labels"]["namespace"], r["labels"]["team"]) for r in alerts}
+    assert alerts and labels == {(NAMESPACE, "finance")}
+    applied = [message for _, reason, message in events(kube, "routed") if reason == "Applied"]
+    assert any(message.endswith("AlertmanagerConfig ingestion-routed created") for message in applied)
+    # Deleted by hand: restored, like the other children.
+    kube.delete(path)
+    wait_for(
+        lambda: (c := get(kube, path)) and c["metadata"]["uid"] != routing["metadata"]["uid"], "restored"
+    )
+    live = patch_spec(kube, "routed", {"notifications": None})
+    assert get(kube, path) is None and ready(live)["status"] == "True"
+    assert "AlertmanagerConfig" not in ready(live)["message"]
+
+
+def test_missing_secret_holds_the_alertmanager_config_back_until_it_exists(kube: KubeControlPlane) -> None:
+    spec = {"source": "Unrouted", "notifications": notifications("slack-unrouted")}
+    live = apply_source(kube, "unrouted", spec)
+    condition = ready(live)
+    assert (condition["status"], condition["reason"]) == ("False", "MissingSecret")
+    assert condition["message"] == (
+        "AlertmanagerConfig ingestion-unrouted not written: spec.notifications.slack.webhookSecret: "
+        f"Secret {NAMESPACE}/slack-unrouted not found"
+    )
+    assert live["status"]["prometheusRule"] == "ingestion-unrouted"  # the rest is applied
+    assert get(kube, f"{RULES}/ingestion-unrouted") is not None
+    path = f"{ROUTES}/ingestion-unrouted"
+    assert get(kube, path) is None
+    assert ("Warning", "MissingSecret", condition["message"]) in wait_for(
+        lambda: events(kube, "unrouted"), "an event"
+    )
+    secret = {"metadata": {"name": "slack-unrouted"}, "stringData": {"webhook": "http://hooks.invalid"}}
+    kube.create(SECRETS, secret)
+    wait_for(
+        lambda: "has no key 'url'" in ready(kube.get(f"{SOURCES}/unrouted")).get("message", ""),
+        "the missing key reported (resync timer)",
+    )
+    assert get(kube, path) is None
+    patch = {"stringData": {"url": "http://hooks.invalid"}}
+    kube.request("PATCH", f"{SECRETS}/slack-unrouted", patch, content_type=MERGE_PATCH)
+    routing = wait_for(lambda: get(kube, path), "the AlertmanagerConfig written (resync timer)")
+    assert routing["metadata"]["ownerReferences"] == [owner_reference(live)]
+    wait_for(lambda: ready(kube.get(f"{SOURCES}/unrouted")).get("status") == "True", "Ready")
+    assert ("Normal", "Applied", "AlertmanagerConfig ingestion-unrouted created") in events(kube, "unrouted")
 
 
 def test_200_sources_become_ready(kube: KubeControlPlane, tmp_path: Path) -> None:

@@ -84,3 +84,65 @@ def test_api_failure_is_retryable() -> None:
     result = reconcile(DownApi(), SETTINGS, owner({"source": "S"}))
     assert (result.observed.ready, result.observed.reason, result.retryable) == (False, "ApplyFailed", True)
     assert result.observed.message == "get PrometheusRule ns/ingestion-s: etcdserver: request timed out"
+
+
+NOTIFICATIONS: dict[str, Any] = {
+    "team": "finance",
+    "slack": {"channel": "#finance", "webhookSecret": {"name": "slack", "key": "url"}},
+    "teams": {"webhookSecret": {"name": "hooks", "key": "teams"}},
+    "webhook": {"urlSecret": {"name": "hooks", "key": "generic"}},
+}
+NOTIFIED = {"source": "S", "notifications": NOTIFICATIONS}
+ROUTING = ("AlertmanagerConfig", "ns", "ingestion-s")
+SECRETS = {("ns", "slack"): {"url": "aHR0cHM6Ly8="}, ("ns", "hooks"): {"teams": "dA==", "generic": "Zw=="}}
+
+
+def test_notifications_make_an_alertmanager_config_then_removed_delete_it() -> None:
+    api = FakeApi()
+    api.secrets = dict(SECRETS)
+    first = reconcile(api, SETTINGS, owner(NOTIFIED))
+    assert first.changes[-1] == "AlertmanagerConfig ingestion-s created"
+    assert first.error is None and first.observed.ready
+    assert first.observed.message.endswith(", notifications by AlertmanagerConfig ingestion-s")
+    assert api.objects[ROUTING]["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    assert api.secret_reads == ["ns/slack", "ns/hooks"]  # a Secret named twice is read once
+    assert reconcile(api, SETTINGS, owner(NOTIFIED)).changes == ()
+    team_only = {"source": "S", "notifications": {"team": "finance"}}
+    removed = reconcile(api, SETTINGS, owner(team_only, generation=2))
+    assert removed.changes == ("AlertmanagerConfig ingestion-s deleted",)
+    assert ROUTING not in api.objects and removed.observed.ready
+
+
+def test_missing_secret_holds_the_alertmanager_config_back() -> None:
+    api = FakeApi()
+    api.secrets = {("ns", "hooks"): {"teams": "dA==", "generic": ""}}  # no Secret slack; key generic empty
+    result = reconcile(api, SETTINGS, owner(NOTIFIED))
+    assert result.changes == ("PrometheusRule ingestion-s created", "ConfigMap ingestion-dashboard-s created")
+    assert ROUTING not in api.objects
+    assert (result.observed.ready, result.observed.reason, result.retryable) == (False, "MissingSecret", True)
+    assert result.observed.message == (
+        "AlertmanagerConfig ingestion-s not written: "
+        "spec.notifications.slack.webhookSecret: Secret ns/slack not found; "
+        "spec.notifications.webhook.urlSecret: Secret ns/hooks has no key 'generic' (or it is empty)"
+    )
+    assert (result.observed.rule, result.observed.alerts) == ("ingestion-s", 8)  # the rest is applied
+    api.secrets = dict(SECRETS)
+    fixed = reconcile(api, SETTINGS, owner(NOTIFIED))
+    assert fixed.changes == ("AlertmanagerConfig ingestion-s created",) and fixed.observed.ready
+
+
+def test_a_reference_gone_bad_keeps_the_last_good_alertmanager_config() -> None:
+    api = FakeApi()
+    api.secrets = dict(SECRETS)
+    reconcile(api, SETTINGS, owner(NOTIFIED))
+    before = api.objects[ROUTING]
+    teams = {"webhookSecret": {"name": "new", "key": "k"}}
+    renamed = {"source": "S", "notifications": {**NOTIFICATIONS, "teams": teams}}
+    result = reconcile(api, SETTINGS, owner(renamed, generation=2))
+    assert result.observed.reason == "MissingSecret" and api.objects[ROUTING] == before
+
+
+def test_no_receiver_reads_no_secret() -> None:
+    api = FakeApi()
+    reconcile(api, SETTINGS, owner({"source": "S", "notifications": {"team": "t"}}))
+    assert api.secret_reads == []

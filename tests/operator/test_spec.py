@@ -14,6 +14,7 @@ from ingestion_observability.render import (
     Thresholds,
     config_from_mapping,
 )
+from ingestion_observability.render.config import Notifications, SecretRef, Slack
 from ingestion_operator.spec import parse
 
 FULL = {
@@ -142,3 +143,141 @@ def test_errors_name_the_crd_field(spec: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse(spec, RenderConfig())
     assert str(info.value).startswith(message), str(info.value)
+
+
+NOTIFICATIONS = {
+    "team": "finance",
+    "slack": {"channel": "#ingestion-finance", "webhookSecret": {"name": "slack-finance", "key": "url"}},
+    "teams": {"webhookSecret": {"name": "teams-finance", "key": "workflow-url"}},
+    "email": {"to": ["finance@example.org", "data@example.org"]},
+    "webhook": {"urlSecret": {"name": "hooks", "key": "finance.url"}},
+    "minSeverity": "critical",
+    "groupWait": "1m",
+    "groupInterval": "10m",
+    "repeatInterval": "12h",
+}
+
+
+def test_every_notifications_field() -> None:
+    config = parse({"source": "S", "notifications": NOTIFICATIONS}, RenderConfig()).config
+    assert config.notifications == Notifications(
+        team="finance",
+        slack=Slack(channel="#ingestion-finance", webhook=SecretRef("slack-finance", "url")),
+        teams=SecretRef("teams-finance", "workflow-url"),
+        email=("finance@example.org", "data@example.org"),
+        webhook=SecretRef("hooks", "finance.url"),
+        min_severity="critical",
+        group_wait="1m",
+        group_interval="10m",
+        repeat_interval="12h",
+    )
+    assert config.routing_labels == {"team": "finance"}  # the owner is on every alert
+
+
+def test_namespace_and_team_are_routing_labels_over_the_defaults() -> None:
+    defaults = config_from_mapping(
+        {"routing_labels": {"cluster": "prod", "team": "platform", "namespace": "x"}}
+    )
+    spec = {"source": "S", "routing": {"labels": {"channel": "c"}}, "notifications": {"team": "crm"}}
+    config = parse(spec, defaults, "sales").config
+    assert config.routing_labels == {"cluster": "prod", "team": "crm", "namespace": "sales", "channel": "c"}
+    assert parse({"source": "S"}, RenderConfig()).config.routing_labels == {}  # offline, no namespace
+    assert parse({"source": "S"}, RenderConfig(), "sales").config.routing_labels == {"namespace": "sales"}
+
+
+def test_receivers_are_the_sources_own_and_timings_default() -> None:
+    """The operator's defaults may set timings and the severity; receivers and owner never come from them
+    (a default receiver is the chart's global route)."""
+    defaults = config_from_mapping(
+        {
+            "notifications": {
+                "team": "platform",
+                "email": ["ops@example.org"],
+                "teams": {"name": "t", "key": "k"},
+                "repeat_interval": "1h",
+                "min_severity": "critical",
+            }
+        }
+    )
+    notifications = parse({"source": "S"}, defaults).config.notifications
+    assert notifications == Notifications(repeat_interval="1h", min_severity="critical")
+    assert not notifications.receivers
+    email = parse({"source": "S", "notifications": {"email": {"to": ["a@b.c"]}}}, defaults)
+    assert email.config.notifications.email == ("a@b.c",)
+    assert email.config.notifications.repeat_interval == "1h"
+
+
+def test_team_may_repeat_routing_labels_team() -> None:
+    spec = {"source": "S", "routing": {"labels": {"team": "crm"}}, "notifications": {"team": "crm"}}
+    assert parse(spec, RenderConfig()).config.routing_labels == {"team": "crm"}
+
+
+@pytest.mark.parametrize(
+    ("notifications", "message"),
+    [
+        ({"team": "  "}, "spec.notifications.team: must not be empty"),
+        ({"team": "{{ $labels.x }}"}, "spec.notifications.team: must not contain '{{'"),
+        ({"team": 5}, "spec.notifications.team: expected a string, got int 5"),
+        ({"slack": {"channel": "#c"}}, "spec.notifications.slack: missing webhookSecret"),
+        (
+            {"slack": {"channel": "#c", "webhookSecret": {"name": "s"}}},
+            "spec.notifications.slack.webhookSecret: missing key",
+        ),
+        (
+            {"slack": {"channel": "#c", "webhookSecret": {"name": "Bad_Name", "key": "url"}}},
+            "spec.notifications.slack.webhookSecret.name: invalid Secret name 'Bad_Name'",
+        ),
+        (
+            {"slack": {"channel": "{{ x }}", "webhookSecret": {"name": "s", "key": "url"}}},
+            "spec.notifications.slack.channel: must not contain '{{'",
+        ),
+        (
+            {"teams": {"webhookSecret": {"name": "t", "key": "a b"}}},
+            "spec.notifications.teams.webhookSecret.key: invalid Secret key 'a b'",
+        ),
+        ({"teams": {}}, "spec.notifications.teams: missing webhookSecret"),
+        ({"email": {"to": ["ops"]}}, "spec.notifications.email.to: invalid address 'ops'"),
+        ({"email": {"to": "a@b.c"}}, "spec.notifications.email.to: expected a list"),
+        ({"email": {"to": [1]}}, "spec.notifications.email.to[0]: expected a string"),
+        ({"email": {}}, "spec.notifications.email: missing to"),
+        ({"webhook": {"urlSecret": {"key": "url"}}}, "spec.notifications.webhook.urlSecret: missing name"),
+        ({"minSeverity": "page"}, "spec.notifications.minSeverity: expected one of info, warning, critical"),
+        ({"groupWait": "soon"}, "spec.notifications.groupWait: invalid duration 'soon'"),
+        ({"repeatInterval": "0h"}, "spec.notifications.repeatInterval: duration '0h' must be positive"),
+        ({"pager": {}}, "spec.notifications.pager: unknown field"),
+        ({"slack": {"channel": "#c", "webhook": "u"}}, "spec.notifications.slack.webhook: unknown field"),
+        (
+            {"teams": {"webhookSecret": {"name": "t", "key": "k", "optional": True}}},
+            "spec.notifications.teams.webhookSecret.optional: unknown field",
+        ),
+    ],
+)
+def test_notifications_errors_name_the_crd_field(notifications: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse({"source": "S", "notifications": notifications}, RenderConfig(), "ns")
+    assert str(info.value).startswith(message), str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (
+            {"source": "S", "routing": {"labels": {"namespace": "other"}}},
+            "spec.routing.labels: 'namespace' is reserved (the operator sets it to the IngestionSource's "
+            "namespace, which the AlertmanagerConfig's route matches)",
+        ),
+        (
+            {"source": "S", "routing": {"labels": {"team": "a"}}, "notifications": {"team": "b"}},
+            "spec.notifications.team: 'b' differs from spec.routing.labels.team 'a'",
+        ),
+        (
+            {"source": "S", "routing": {"labels": {"team": 7}}},
+            "spec.routing.labels.team: expected a string",  # routing.labels' own team, not notifications'
+        ),
+    ],
+)
+def test_routing_labels_the_operator_owns(spec: dict[str, Any], message: str) -> None:
+    for namespace in ("ns", None):  # offline too: the same spec is valid everywhere or nowhere
+        with pytest.raises(ConfigError) as info:
+            parse(spec, RenderConfig(), namespace)
+        assert str(info.value).startswith(message), str(info.value)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ingestion_observability.render import render_dashboard, render_rules
+from ingestion_observability.render.notifications import source_config_spec
 from ingestion_operator.settings import ChildSettings
 from ingestion_operator.spec import SourceSpec
 
@@ -41,7 +42,8 @@ class Kind:
 
 PROMETHEUS_RULE = Kind("monitoring.coreos.com/v1", "PrometheusRule", "prometheusrules")
 CONFIG_MAP = Kind("v1", "ConfigMap", "configmaps")
-KINDS = {kind.kind: kind for kind in (PROMETHEUS_RULE, CONFIG_MAP)}
+ALERTMANAGER_CONFIG = Kind("monitoring.coreos.com/v1alpha1", "AlertmanagerConfig", "alertmanagerconfigs")
+KINDS = {kind.kind: kind for kind in (PROMETHEUS_RULE, CONFIG_MAP, ALERTMANAGER_CONFIG)}
 
 
 def rule_name(name: str) -> str:
@@ -52,14 +54,19 @@ def dashboard_name(name: str) -> str:
     return f"ingestion-dashboard-{name}"
 
 
+def routing_name(name: str) -> str:
+    return rule_name(name)  # another kind: the same name tells they go together
+
+
 @dataclass(frozen=True)
 class Children:
     rule: dict[str, Any]
     dashboard: dict[str, Any] | None  # None: spec.dashboard.enabled is false
+    routing: dict[str, Any] | None  # the AlertmanagerConfig; None: the notifications name no receiver
 
     @property
     def objects(self) -> list[dict[str, Any]]:
-        return [self.rule] if self.dashboard is None else [self.rule, self.dashboard]
+        return [body for body in (self.rule, self.dashboard, self.routing) if body is not None]
 
     @property
     def alerts(self) -> int:
@@ -78,8 +85,18 @@ def build(name: str, namespace: str | None, source: SourceSpec, settings: ChildS
         annotations=annotations,
     )
     rule["spec"] = {"groups": render_rules(config)["groups"]}
-    if not source.dashboard:
-        return Children(rule=rule, dashboard=None)
+    return Children(
+        rule=rule,
+        dashboard=_dashboard(name, namespace, source, settings) if source.dashboard else None,
+        routing=_routing(name, namespace, source, settings),
+    )
+
+
+def _dashboard(
+    name: str, namespace: str | None, source: SourceSpec, settings: ChildSettings
+) -> dict[str, Any]:
+    config = source.config
+    annotations = {SOURCE_ANNOTATION: config.source or ""}
     dashboard = _object(
         CONFIG_MAP,
         dashboard_name(name),
@@ -91,7 +108,27 @@ def build(name: str, namespace: str | None, source: SourceSpec, settings: ChildS
     dashboard["data"] = {
         f"{name}.json": json.dumps(render_dashboard(config), ensure_ascii=False, separators=(",", ":"))
     }
-    return Children(rule=rule, dashboard=dashboard)
+    return dashboard
+
+
+def _routing(
+    name: str, namespace: str | None, source: SourceSpec, settings: ChildSettings
+) -> dict[str, Any] | None:
+    """The source's own Alertmanager route and receivers. prometheus-operator adds a `namespace` matcher
+    to its route: the alerts carry that label (`spec.parse`). `release` as on the rule, for an
+    Alertmanager that selects its configs by it."""
+    routing_spec = source_config_spec(source.config)
+    if routing_spec is None:
+        return None
+    routing = _object(
+        ALERTMANAGER_CONFIG,
+        routing_name(name),
+        namespace,
+        labels={**_labels(name, "alert-routing"), "release": settings.release},
+        annotations={SOURCE_ANNOTATION: source.config.source or ""},
+    )
+    routing["spec"] = routing_spec
+    return routing
 
 
 def _labels(name: str, component: str) -> dict[str, str]:

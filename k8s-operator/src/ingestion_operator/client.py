@@ -31,7 +31,8 @@ def load_client(pool_size: int) -> ApiClient:
 
 
 class KubeClient:
-    """`apply.ChildApi` for PrometheusRules (custom objects) and ConfigMaps (core), plus source reads."""
+    """`reconcile.Api`: children as custom objects (PrometheusRule, AlertmanagerConfig) or ConfigMaps,
+    Secret keys; plus source reads."""
 
     def __init__(self, api_client: ApiClient) -> None:
         self._custom = CustomObjectsApi(api_client)
@@ -119,6 +120,18 @@ class KubeClient:
                 if exc.status == 404:
                     return None
                 raise
+
+    def secret_keys(self, namespace: str, name: str) -> frozenset[str] | None:
+        """The keys of a Secret that hold a value (`get` only: RBAC grants no list or watch). The values
+        are dropped at once: the operator never needs a credential itself."""
+        with _errors(f"get Secret {namespace}/{name}"):
+            try:
+                secret = self._core.read_namespaced_secret(name, namespace, _request_timeout=TIMEOUT)
+            except ApiException as exc:
+                if exc.status == 404:
+                    return None
+                raise
+        return frozenset(key for key, value in (secret.data or {}).items() if value)
 
     def _custom_call(self, method: str, kind: Kind, namespace: str, **kwargs: Any) -> dict[str, Any]:
         if "body" in kwargs:

@@ -2,6 +2,10 @@
 
 - create/update/resume: reconcile; an invalid spec ends in Ready=False and a PermanentError (no retry
   until the spec changes), an API failure in a TemporaryError (retried with a delay).
+- a Secret of the notifications missing: Ready=False, and the AlertmanagerConfig is written once it exists.
+  Secrets are not watched (RBAC `get` only), so the timer checks again; without the timer, kopf's retries
+  do (a TemporaryError every `SECRET_RETRY_DELAY`, which kopf logs each time: the timer is quieter).
+  Retries and ticks warn only when the Ready condition changes.
 - the children are watched (by the managed-by label): one edited or deleted by hand is restored at once.
 - a timer (`--resync-seconds`) reconciles every source periodically, catching what a watch gap missed.
   kopf puts a finalizer on objects with timers, so `--resync-seconds 0` disables it when sources must
@@ -26,11 +30,12 @@ from ingestion_operator.children import (
     VERSION,
 )
 from ingestion_operator.client import KubeClient
-from ingestion_operator.reconcile import Result, reconcile
+from ingestion_operator.reconcile import MissingSecretError, Result, reconcile
 from ingestion_operator.settings import OperatorConfig
 from ingestion_operator.status import now, status_patch
 
 RETRY_DELAY = 10.0  # seconds before kopf retries a reconcile that failed on the API
+SECRET_RETRY_DELAY = 60.0  # seconds between checks of a missing Secret without the timer (a person's fix)
 
 
 @dataclass
@@ -77,10 +82,20 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
 
 
 def reconcile_source(
-    body: kopf.Body, status: kopf.Status, patch: kopf.Patch, memo: Context, logger: kopf.Logger, **_: Any
+    body: kopf.Body,
+    status: kopf.Status,
+    patch: kopf.Patch,
+    memo: Context,
+    logger: kopf.Logger,
+    retry: int = 0,
+    **_: Any,
 ) -> None:
     result = reconcile(memo.api, memo.config.children, body)
-    _report(body, status, patch, result, logger, resync=False)
+    _report(body, status, patch, result, logger, resync=False, repeated=retry > 0)
+    if isinstance(result.error, MissingSecretError):
+        if memo.config.resync_seconds > 0:
+            return  # the timer checks again
+        raise kopf.TemporaryError(str(result.error), delay=SECRET_RETRY_DELAY)
     if result.error is not None:
         if result.retryable:
             raise kopf.TemporaryError(str(result.error), delay=RETRY_DELAY)
@@ -90,7 +105,8 @@ def reconcile_source(
 def resync_source(
     body: kopf.Body, status: kopf.Status, patch: kopf.Patch, memo: Context, logger: kopf.Logger, **_: Any
 ) -> None:
-    _report(body, status, patch, reconcile(memo.api, memo.config.children, body), logger, resync=True)
+    result = reconcile(memo.api, memo.config.children, body)
+    _report(body, status, patch, result, logger, resync=True, repeated=True)
 
 
 def restore_child(
@@ -132,15 +148,18 @@ def _report(
     logger: kopf.Logger,
     *,
     resync: bool,
+    repeated: bool,
 ) -> None:
     """Status fields that changed, a Normal Event listing what was written, a Warning Event on failure
-    (the timer warns only when the failure is new, not at every tick)."""
+    (the timer and kopf's retries warn only when the failure is new, not at every tick)."""
     changed = status_patch(status, result.observed, now())
     patch.status.update(changed)
     if result.changes:
         message = "; ".join(result.changes)
         logger.info(message)
-        kopf.info(body, reason="Restored" if resync else "Applied", message=message)
-    if result.error is not None and (not resync or "conditions" in changed):
+        # A tick that writes with a new outcome applies a fix (e.g. a Secret created), not a repair.
+        repair = resync and "conditions" not in changed
+        kopf.info(body, reason="Restored" if repair else "Applied", message=message)
+    if result.error is not None and (not repeated or "conditions" in changed):
         logger.warning(result.observed.message)
         kopf.warn(body, reason=result.observed.reason, message=result.observed.message)

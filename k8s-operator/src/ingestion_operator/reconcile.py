@@ -2,59 +2,100 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import kopf
 
 from ingestion_observability.render import ConfigError
-from ingestion_operator import apply, children, spec
+from ingestion_operator import apply, children, references, spec
 from ingestion_operator.apply import ApplyError, ChildApi, NotOwnedError, Outcome
+from ingestion_operator.children import Children, Kind
+from ingestion_operator.references import SecretApi
 from ingestion_operator.settings import ChildSettings
 from ingestion_operator.status import Observed
+
+
+class Api(ChildApi, SecretApi, Protocol):
+    """What a reconcile calls."""
+
+
+class MissingSecretError(Exception):
+    """A Secret (or key) the notifications name is missing: the AlertmanagerConfig is held back."""
+
+    reason = "MissingSecret"
 
 
 @dataclass(frozen=True)
 class Result:
     observed: Observed
     changes: tuple[str, ...]  # e.g. "PrometheusRule ingestion-x created", in order
-    error: ConfigError | ApplyError | None = None
+    error: ConfigError | ApplyError | MissingSecretError | None = None
 
     @property
     def retryable(self) -> bool:
+        # Secrets are not watched (the operator may only `get` them): a later attempt sees one created.
+        if isinstance(self.error, MissingSecretError):
+            return True
         return isinstance(self.error, ApplyError) and self.error.retryable
 
 
-def reconcile(api: ChildApi, settings: ChildSettings, owner: kopf.Body) -> Result:
+def reconcile(api: Api, settings: ChildSettings, owner: kopf.Body) -> Result:
     """Bring the children of `owner` to its spec. An invalid spec touches nothing (the last good
-    children keep alerting)."""
+    children keep alerting); a missing Secret holds back the AlertmanagerConfig only (the last good one,
+    if any, stays)."""
     name, namespace = owner.meta["name"], owner.meta["namespace"]
     generation = int(owner.meta.get("generation", 0))
     try:
-        source = spec.parse(owner.spec, settings.defaults)
+        source = spec.parse(owner.spec, settings.defaults, namespace)
     except ConfigError as exc:
         return Result(Observed(generation, False, "InvalidSpec", str(exc)), (), exc)
     wanted = children.build(name, namespace, source, settings)
     kopf.adopt(wanted.objects, owner=owner)
     changes: list[str] = []
     try:
+        held = references.problems(api, namespace, source.config.notifications) if wanted.routing else ()
         for body in wanted.objects:
+            if body is wanted.routing and held:
+                continue
             outcome = apply.ensure(api, body)
             if outcome is not Outcome.UNCHANGED:
                 changes.append(f"{body['kind']} {body['metadata']['name']} {outcome}")
-        if wanted.dashboard is None:
-            config_map = children.dashboard_name(name)
-            kind = children.CONFIG_MAP
-            if apply.ensure_absent(api, kind, namespace, config_map, owner.meta["uid"]) is Outcome.DELETED:
-                changes.append(f"ConfigMap {config_map} {Outcome.DELETED}")
+        for kind, child in _unwanted(wanted, name):
+            if apply.ensure_absent(api, kind, namespace, child, owner.meta["uid"]) is Outcome.DELETED:
+                changes.append(f"{kind.kind} {child} {Outcome.DELETED}")
     except ApplyError as exc:
         reason = exc.reason if isinstance(exc, NotOwnedError) else "ApplyFailed"
         return Result(Observed(generation, False, reason, str(exc)), tuple(changes), exc)
-    rule = wanted.rule["metadata"]["name"]
-    dashboard = None if wanted.dashboard is None else wanted.dashboard["metadata"]["name"]
+    return _outcome(generation, wanted, held, tuple(changes))
+
+
+def _unwanted(wanted: Children, name: str) -> list[tuple[Kind, str]]:
+    """Children the spec no longer asks for (dashboard disabled, no receiver): deleted if they exist."""
+    gone = [(children.CONFIG_MAP, children.dashboard_name(name))] if wanted.dashboard is None else []
+    if wanted.routing is None:
+        gone.append((children.ALERTMANAGER_CONFIG, children.routing_name(name)))
+    return gone
+
+
+def _outcome(generation: int, wanted: Children, held: tuple[str, ...], changes: tuple[str, ...]) -> Result:
+    rule, dashboard, routing = (_name(body) for body in (wanted.rule, wanted.dashboard, wanted.routing))
     message = f"{wanted.alerts} alerts in PrometheusRule {rule}" + (
         f", dashboard in ConfigMap {dashboard}" if dashboard else ", no dashboard"
     )
+    if routing is not None:
+        message += f", notifications by AlertmanagerConfig {routing}"
     observed = Observed(
         generation, True, "Reconciled", message, rule=rule, dashboard=dashboard, alerts=wanted.alerts
     )
-    return Result(observed, tuple(changes))
+    if not held:
+        return Result(observed, changes)
+    error = MissingSecretError(f"AlertmanagerConfig {routing} not written: {'; '.join(held)}")
+    return Result(
+        dataclasses.replace(observed, ready=False, reason=error.reason, message=str(error)), changes, error
+    )
+
+
+def _name(body: dict[str, Any] | None) -> str | None:
+    return None if body is None else str(body["metadata"]["name"])

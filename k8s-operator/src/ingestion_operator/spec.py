@@ -5,6 +5,9 @@ converted. Fields absent from the spec keep the operator's defaults (the render 
 `--defaults`, else the library's defaults, which the CRD schema's defaults equal); routing labels add
 to the defaults' routing labels. Validation is the library's: its `ConfigError` paths are translated
 back to CRD paths for the status message.
+
+Two routing labels come from elsewhere than `routing.labels`: `team` from `notifications.team` (every alert
+of the source names its owner) and `namespace`, the IngestionSource's own namespace (see `parse`).
 """
 
 from __future__ import annotations
@@ -59,10 +62,40 @@ FIELDS = (
     Field("slo.successRatio", "slo.success_ratio"),
     Field("slo.window", "slo.window"),
     Field("routing.labels", "routing_labels"),
+    # The owner is both the receivers' business and a label of every alert (the default route can use it).
+    Field("notifications.team", "notifications.team"),
+    Field("notifications.team", "routing_labels.team"),
+    Field("notifications.slack.channel", "notifications.slack.channel"),
+    Field("notifications.slack.webhookSecret.name", "notifications.slack.webhook.name"),
+    Field("notifications.slack.webhookSecret.key", "notifications.slack.webhook.key"),
+    Field("notifications.teams.webhookSecret.name", "notifications.teams.name"),
+    Field("notifications.teams.webhookSecret.key", "notifications.teams.key"),
+    Field("notifications.email.to", "notifications.email"),
+    Field("notifications.webhook.urlSecret.name", "notifications.webhook.name"),
+    Field("notifications.webhook.urlSecret.key", "notifications.webhook.key"),
+    Field("notifications.minSeverity", "notifications.min_severity"),
+    Field("notifications.groupWait", "notifications.group_wait"),
+    Field("notifications.groupInterval", "notifications.group_interval"),
+    Field("notifications.repeatInterval", "notifications.repeat_interval"),
 )
 # Spec fields that are not render config: the schema checks expectedEveryMinutes against the silence
 # threshold; the dashboard ones decide the ConfigMap.
 OTHER_FIELDS = ("schedule.expectedEveryMinutes", "dashboard.enabled", "dashboard.folder")
+# Objects whose fields are all required once the object is given (as the CRD's `required` says): checked
+# here for specs rendered offline, in CRD terms (the library would name its own keys).
+REQUIRED = {
+    "notifications.slack": ("channel", "webhookSecret"),
+    "notifications.slack.webhookSecret": ("name", "key"),
+    "notifications.teams": ("webhookSecret",),
+    "notifications.teams.webhookSecret": ("name", "key"),
+    "notifications.email": ("to",),
+    "notifications.webhook": ("urlSecret",),
+    "notifications.webhook.urlSecret": ("name", "key"),
+}
+# Who is notified is each source's own: the operator's defaults give only the severity and timings.
+_SOURCE_ONLY = {"team": None, "slack": None, "teams": None, "email": (), "webhook": None}
+# Routing labels the operator sets itself.
+NAMESPACE_LABEL = "namespace"
 # Render config sections, for error messages about a whole section.
 _SECTIONS = {"slo": "slo", "error_burst": "alerts.errorBurst"}
 _UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
@@ -75,12 +108,20 @@ class SourceSpec:
     folder: str | None  # None: the operator's default folder
 
 
-def parse(spec: Mapping[str, Any], defaults: RenderConfig) -> SourceSpec:
-    """The render config and dashboard options of a spec; ConfigError (with a `spec.` path) if invalid."""
+def parse(spec: Mapping[str, Any], defaults: RenderConfig, namespace: str | None = None) -> SourceSpec:
+    """The render config and dashboard options of a spec; ConfigError (with a `spec.` path) if invalid.
+
+    `namespace`, the IngestionSource's, becomes the routing label `namespace` of every alert:
+    prometheus-operator confines the route of an AlertmanagerConfig to alerts whose `namespace` label is
+    the AlertmanagerConfig's namespace (the source's), while the series the alerts come from carry the
+    consumer's namespace if any (the release's, or none once aggregated); a rule's label replaces it.
+    Without it a source's notifications would match nothing unless the release ran in the source's
+    namespace. None (offline rendering of a file without a namespace): no label.
+    """
     _reject_unknown(spec, "")
-    if "source" not in spec:  # without it, the library would render for every source
-        raise ConfigError("spec.source: required")
+    _check_present(spec)
     data = dataclasses.asdict(defaults)
+    data["notifications"] |= _SOURCE_ONLY
     for field in FIELDS:
         value = _get(spec, field.spec)
         if value is None:
@@ -90,16 +131,43 @@ def parse(spec: Mapping[str, Any], defaults: RenderConfig) -> SourceSpec:
         except ConfigError as exc:
             raise ConfigError(f"spec.{field.spec}: {exc}") from None
         _set(data, field.render, converted)
+    if namespace is not None:  # over a default `namespace` label: the route matches only this one
+        data["routing_labels"] = {**data["routing_labels"], NAMESPACE_LABEL: namespace}
     _cover_silence(data["thresholds"])
     try:
         config = config_from_mapping(data)
     except ConfigError as exc:
-        raise ConfigError(_crd_path(str(exc))) from None
+        raise ConfigError(_crd_path(str(exc), spec)) from None
     enabled = _get(spec, "dashboard.enabled")
     folder = _get(spec, "dashboard.folder")
     if not isinstance(enabled, bool | None) or not isinstance(folder, str | None):
         raise ConfigError("spec.dashboard: enabled must be a boolean and folder a string")
     return SourceSpec(config=config, dashboard=enabled is not False, folder=folder)
+
+
+def _check_present(spec: Mapping[str, Any]) -> None:
+    """Required fields, and the routing labels the operator owns."""
+    if "source" not in spec:  # without it, the library would render for every source
+        raise ConfigError("spec.source: required")
+    for path, names in REQUIRED.items():
+        node = _get(spec, path)
+        missing = [name for name in names if isinstance(node, Mapping) and node.get(name) is None]
+        if missing:
+            raise ConfigError(f"spec.{path}: missing {', '.join(missing)}")
+    labels = _get(spec, "routing.labels")
+    if not isinstance(labels, Mapping):
+        return
+    if NAMESPACE_LABEL in labels:  # rejected rather than overridden: a label that vanishes misleads
+        raise ConfigError(
+            f"spec.routing.labels: {NAMESPACE_LABEL!r} is reserved (the operator sets it to the "
+            "IngestionSource's namespace, which the AlertmanagerConfig's route matches)"
+        )
+    team = _get(spec, "notifications.team")
+    if team is not None and labels.get("team", team) != team:
+        raise ConfigError(
+            f"spec.notifications.team: {team!r} differs from spec.routing.labels.team "
+            f"{labels['team']!r}; set the owner once, in notifications.team"
+        )
 
 
 def _cover_silence(thresholds: dict[str, Any]) -> None:
@@ -149,10 +217,14 @@ def _reject_unknown(node: Mapping[str, Any], prefix: str) -> None:
         _reject_unknown(value, f"{path}.")
 
 
-def _crd_path(message: str) -> str:
-    """`thresholds.failure_ratio: ...` → `spec.alerts.failureRatePercent: ...` (longest known prefix)."""
+def _crd_path(message: str, spec: Mapping[str, Any]) -> str:
+    """`thresholds.failure_ratio: ...` → `spec.alerts.failureRatePercent: ...` (longest known prefix).
+
+    Only the fields the spec sets are candidates: `routing_labels.team` is `notifications.team` when that
+    is set, a key of `routing.labels` otherwise."""
     path, sep, rest = message.partition(":")
-    prefixes = {field.render: field.spec for field in FIELDS} | _SECTIONS
+    given = [field for field in FIELDS if _get(spec, field.spec) is not None]
+    prefixes = {field.render: field.spec for field in given} | _SECTIONS
     for render in sorted(prefixes, key=len, reverse=True):
         if path == render or path.startswith(f"{render}.") or path.startswith(f"{render}["):
             return f"spec.{prefixes[render]}{path[len(render) :]}{sep}{rest}"
