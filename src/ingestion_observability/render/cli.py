@@ -15,8 +15,8 @@ from typing import Any
 import yaml
 
 from ingestion_observability import catalog
-from ingestion_observability.render.config import ConfigError, RenderConfig, load_config
 from ingestion_observability.render import notifications
+from ingestion_observability.render.config import ConfigError, RenderConfig, load_config
 from ingestion_observability.render.dashboard import render_dashboard
 from ingestion_observability.render.rules import render_rules
 
