@@ -3,13 +3,23 @@ the real prometheus-operator (its CRDs from part "kube") with a Prometheus that 
 and PodMonitors by the `release` label as kube-prometheus-stack does, and VictoriaLogs (Apache-2.0, takes
 Loki's pushes). Kafka is the host's KRaft broker (devstack/kafka.py on the node's address); Strimzi, Grafana
 and Loki stay disabled chart dependencies here.
+
+kube-prometheus-stack's Alertmanager is `install_alertmanager`, once the chart is installed: it lives in the
+release namespace, as the subchart's does, because prometheus-operator reads the top-level AlertmanagerConfig
+(alertmanagerSpec.alertmanagerConfiguration, the chart's) and its templates ConfigMap only in the
+Alertmanager's own namespace. The Prometheus sends its alerts there from the start.
 """
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from . import prometheus
 from .kube import crd_files
@@ -22,6 +32,19 @@ PROMETHEUS_VERSION = "v3.16.0"  # bin/prometheus-k8s (scripts/tools/50-node.sh),
 VLOGS_PORT = 9428
 # The consumer's LOKI_URL (values-node.yaml's consumer.loki.url): VictoriaLogs' Loki API, by its Service name.
 LOKI_PUSH_URL = f"http://victoria-logs.{NAMESPACE}.svc:{VLOGS_PORT}/insert"
+ALERTMANAGER = "e2e"
+ALERTMANAGER_VERSION = "v0.35.0"  # part "alertmanager"'s build, the image of part "images"
+# Where the chart is installed (tests/e2e, `make cluster-up`'s helm command): its Alertmanager's namespace.
+RELEASE_NAMESPACE = "ingestion"
+ALERTMANAGER_PORT = 9093
+CHART_VALUES = Path(__file__).resolve().parents[1] / "charts" / "ingestion-observability" / "values.yaml"
+# What the chart sets in kube-prometheus-stack.alertmanager.alertmanagerSpec to select its configuration.
+ALERTMANAGER_SELECTION = (
+    "alertmanagerConfiguration",
+    "alertmanagerConfigSelector",
+    "alertmanagerConfigNamespaceSelector",
+    "alertmanagerConfigMatcherStrategy",
+)
 
 _RESTRICTED = {
     "allowPrivilegeEscalation": False,
@@ -140,6 +163,12 @@ def prometheus_manifests() -> list[dict[str, Any]]:
             "ruleNamespaceSelector": {},
             "scrapeInterval": "5s",
             "evaluationInterval": "5s",
+            # install_alertmanager's, by the governing Service prometheus-operator makes for Alertmanagers.
+            "alerting": {
+                "alertmanagers": [
+                    {"namespace": RELEASE_NAMESPACE, "name": "alertmanager-operated", "port": "web"}
+                ]
+            },
             "retention": "2h",
             "securityContext": {
                 "runAsNonRoot": True,
@@ -191,12 +220,20 @@ class Monitoring:
         return prometheus.api(self.prometheus_url, path)
 
 
-def _pod_ip(node: KubeNode, selector: str) -> str:
-    pods = node.kubectl_json("-n", NAMESPACE, "get", "pods", "-l", selector)["items"]
+def _pod_ip(node: KubeNode, selector: str, namespace: str = NAMESPACE) -> str:
+    pods = node.kubectl_json("-n", namespace, "get", "pods", "-l", selector)["items"]
     ip = pods[0]["status"].get("podIP") if pods else None
     if not ip:
-        raise RuntimeError(f"no pod {selector} with an address in {NAMESPACE}")
+        raise RuntimeError(f"no pod {selector} with an address in {namespace}")
     return str(ip)
+
+
+def _wait_for(node: KubeNode, namespace: str, resource: str, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not node.kubectl("-n", namespace, "get", resource, "--ignore-not-found", check=False):
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(1)
 
 
 def install(node: KubeNode, *, timeout: float = 300.0) -> Monitoring:
@@ -216,11 +253,13 @@ def install(node: KubeNode, *, timeout: float = 300.0) -> Monitoring:
             timeout=timeout + 10,
         )
     node.kubectl_apply(prometheus_manifests())
-    deadline = time.monotonic() + timeout
-    while not node.kubectl("-n", NAMESPACE, "get", "statefulset", f"prometheus-{PROMETHEUS}", check=False):
-        if time.monotonic() > deadline:
-            raise TimeoutError("prometheus-operator made no StatefulSet for the Prometheus")
-        time.sleep(1)
+    _wait_for(
+        node,
+        NAMESPACE,
+        f"statefulset/prometheus-{PROMETHEUS}",
+        timeout,
+        "prometheus-operator made no StatefulSet for the Prometheus",
+    )
     node.kubectl(
         "-n",
         NAMESPACE,
@@ -233,3 +272,100 @@ def install(node: KubeNode, *, timeout: float = 300.0) -> Monitoring:
     prometheus = _pod_ip(node, f"app.kubernetes.io/name=prometheus,prometheus={PROMETHEUS}")
     logs = _pod_ip(node, "app.kubernetes.io/name=victoria-logs")
     return Monitoring(node, f"http://{prometheus}:9090", f"http://{logs}:{VLOGS_PORT}")
+
+
+# --- kube-prometheus-stack's Alertmanager ---------------------------------------------------------------
+
+
+def chart_alertmanager_selection() -> dict[str, Any]:
+    """The chart's kube-prometheus-stack.alertmanager.alertmanagerSpec keys that choose the Alertmanager's
+    configuration (the top-level AlertmanagerConfig and its templates, the per-source ones merged below)."""
+    values = yaml.safe_load(CHART_VALUES.read_text())
+    spec: dict[str, Any] = values["kube-prometheus-stack"]["alertmanager"]["alertmanagerSpec"]
+    return {key: spec[key] for key in ALERTMANAGER_SELECTION if key in spec}
+
+
+def alertmanager_manifests(namespace: str = RELEASE_NAMESPACE) -> list[dict[str, Any]]:
+    """The Alertmanager kube-prometheus-stack would make from the chart's values, on the local image."""
+    alertmanager = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "Alertmanager",
+        "metadata": {"name": ALERTMANAGER, "namespace": namespace},
+        "spec": {
+            "image": image_named("alertmanager"),
+            "version": ALERTMANAGER_VERSION,
+            "replicas": 1,
+            "automountServiceAccountToken": False,  # neither it nor its config-reloader calls the API
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 65534,
+                "runAsGroup": 65534,
+                "fsGroup": 65534,
+            },
+            "resources": {"requests": {"cpu": "20m", "memory": "50Mi"}},
+            **chart_alertmanager_selection(),
+        },
+    }
+    return [alertmanager]
+
+
+@dataclass(frozen=True)
+class Alertmanager:
+    """The running Alertmanager; its URL is the pod's address, reachable from this machine over cni0."""
+
+    node: KubeNode
+    namespace: str
+    url: str
+
+    def api(self, path: str) -> Any:
+        """GET /api/v2/<path> (e.g. "status", "alerts")."""
+        with urllib.request.urlopen(f"{self.url}/api/v2/{path}", timeout=30) as resp:
+            return json.loads(resp.read())
+
+    def config(self) -> dict[str, Any]:
+        """The configuration it runs (/api/v2/status' config.original), parsed."""
+        loaded: dict[str, Any] = yaml.safe_load(self.api("status")["config"]["original"])
+        return loaded
+
+    def uninstall(self, timeout: float = 120.0) -> None:
+        """Delete the Alertmanager (its StatefulSet and generated Secrets go with it) and the governing
+        Service prometheus-operator made for the namespace's Alertmanagers, when it was the last one."""
+        self.node.kubectl(
+            "-n",
+            self.namespace,
+            "delete",
+            "alertmanager",
+            ALERTMANAGER,
+            "--ignore-not-found",
+            f"--timeout={int(timeout)}s",
+            timeout=timeout + 10,
+        )
+        if not self.node.kubectl("-n", self.namespace, "get", "alertmanagers", "-o", "name"):
+            self.node.kubectl(
+                "-n", self.namespace, "delete", "service", "alertmanager-operated", "--ignore-not-found"
+            )
+        deadline = time.monotonic() + timeout
+        selector = f"app.kubernetes.io/name=alertmanager,alertmanager={ALERTMANAGER}"
+        while self.node.kubectl(
+            "-n", self.namespace, "get", "pods,statefulsets", "-l", selector, "-o", "name"
+        ):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the Alertmanager's pods still in {self.namespace} after {timeout:.0f}s")
+            time.sleep(1)
+
+
+def install_alertmanager(
+    node: KubeNode, namespace: str = RELEASE_NAMESPACE, *, timeout: float = 300.0
+) -> Alertmanager:
+    """Create the Alertmanager in the release's namespace (the chart's AlertmanagerConfig and templates
+    ConfigMap must be there) and wait until it answers."""
+    node.kubectl_apply(alertmanager_manifests(namespace))
+    statefulset = f"statefulset/alertmanager-{ALERTMANAGER}"
+    _wait_for(
+        node, namespace, statefulset, timeout, "prometheus-operator made no StatefulSet for the Alertmanager"
+    )
+    node.kubectl(
+        "-n", namespace, "rollout", "status", statefulset, f"--timeout={int(timeout)}s", timeout=timeout + 10
+    )
+    ip = _pod_ip(node, f"app.kubernetes.io/name=alertmanager,alertmanager={ALERTMANAGER}", namespace)
+    return Alertmanager(node, namespace, f"http://{ip}:{ALERTMANAGER_PORT}")
