@@ -152,7 +152,8 @@ def values_args(
 
 
 def parse_manifests(text: str) -> list[Manifest]:
-    return [doc for doc in yaml.safe_load_all(text) if isinstance(doc, dict)]
+    """Read as Kubernetes does (an unquoted `=`, as in a matcher's matchType, is a string)."""
+    return [doc for doc in load_manifests(text) if isinstance(doc, dict)]
 
 
 def by_kind(manifests: Iterable[Manifest], kind: str) -> list[Manifest]:

@@ -8,6 +8,7 @@ templates and rules are the product's, rendered by `ingestion_observability.rend
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -87,10 +88,13 @@ def notifying(
     integrations: Mapping[str, list[dict[str, Any]]] | None = None,
     *,
     alerting: bool = True,
+    sources: tuple[RenderConfig, ...] = (),
 ) -> Iterator[Stack]:
-    """The whole path, every ingestion alert routed to the inbox's webhook (and `integrations`)."""
+    """The whole path, every ingestion alert routed to the inbox's webhook (and `integrations`); the
+    chart's rules, and the per-source rules of `sources` as the operator renders them."""
     rules = work / "rules.yaml"
-    rules.write_text(rules_yaml(render_rules(CONFIG)), encoding="utf-8")
+    groups = [g for config in (CONFIG, *sources) for g in render_rules(config)["groups"]]
+    rules.write_text(rules_yaml({"groups": groups}), encoding="utf-8")
     with (
         InboxServer.start(work / "inbox") as inbox,
         ConsumerProcess.start(
@@ -251,6 +255,37 @@ def test_a_stopped_consumer_is_notified_and_the_silences_it_causes_are_not(
     assert "IngestionConsumerDown" in notified
     assert "IngestionSourceMuette" not in notified
     assert "IngestionConsumerNonPret" not in notified  # info: inhibits, never notified
+
+
+def test_a_sources_own_alert_holds_back_the_charts_twin(
+    kafka: KafkaBroker, logstore: VictoriaLogsServer, topic: str, tmp_path: Path
+) -> None:
+    """A source with an IngestionSource is alerted by its own rules (labelled with its namespace) and by
+    the chart's: the default receiver hears of its failure once, from its own rule."""
+    own = dataclasses.replace(CONFIG, source="finance", routing_labels={"namespace": "team-finance"})
+    with notifying(kafka, logstore, topic, tmp_path, sources=(own,)) as stack:
+        failed_at = time.time() - 2
+        send_events(
+            stack.bootstrap,
+            topic,
+            [
+                run("finance", "grand-livre", "FAILED", failed_at, "e1"),
+                run("autre", "x", "FAILED", failed_at, "e2"),
+            ],
+        )
+        stack.prometheus.wait_for('count(ALERTS{alertname="IngestionEchecDetecte", source="finance"}) == 2')
+        wait_until(
+            lambda: (
+                {a["labels"]["source"] for n in stack.notified("IngestionEchecDetecte") for a in n["alerts"]}
+                == {"finance", "autre"}
+            ),
+            timeout=60,
+            what="both failures notified",
+        )
+        time.sleep(3)  # a later notification of the twin would come within group_interval (1 s)
+        alerts = [a["labels"] for n in stack.notified("IngestionEchecDetecte") for a in n["alerts"]]
+    assert [a.get("namespace") for a in alerts if a["source"] == "finance"] == ["team-finance"]
+    assert [a.get("namespace") for a in alerts if a["source"] == "autre"] == [None]
 
 
 def _suppressed(alertmanager: AlertmanagerServer, alertname: str) -> bool:

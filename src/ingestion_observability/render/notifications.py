@@ -10,7 +10,7 @@ One route tree, three renderings:
 Grouping is by (alertname, source): 30 objets of one source failing together make one notification.
 Alerts the consumer causes when it is down or not ready (silent sources, lag, stuck runs) are inhibited
 while `IngestionConsumerNonPret` fires; that alert is `info`, below every route's lowest severity, so it
-is never sent itself.
+is never sent itself. A source's own alert (the operator's rules) inhibits its twin from the chart's rules.
 
 The notification texts are Go templates (`templates()`, file `TEMPLATE_FILE`) shared by every integration;
 the facts they print (the error, its time, the runs, the links) are the alerts' labels and annotations,
@@ -67,13 +67,39 @@ def notified(notifications: Notifications) -> Matcher:
     return _any_of("severity", rules.SEVERITIES[rules.SEVERITIES.index(notifications.min_severity) :])
 
 
-def inhibit_rules() -> list[tuple[Matcher, Matcher]]:
-    """(source, target): while the consumer is down or not ready, what it causes is held back."""
+@dataclass(frozen=True)
+class Inhibition:
+    source: Matcher
+    target: Matcher
+    equal: tuple[str, ...] = ()
+
+    def text(self) -> dict[str, Any]:
+        rule: dict[str, Any] = {
+            "source_matchers": [self.source.text()],
+            "target_matchers": [self.target.text()],
+        }
+        return rule | ({"equal": list(self.equal)} if self.equal else {})
+
+    def resource(self) -> dict[str, Any]:
+        rule: dict[str, Any] = {
+            "sourceMatch": [self.source.resource()],
+            "targetMatch": [self.target.resource()],
+        }
+        return rule | ({"equal": list(self.equal)} if self.equal else {})
+
+
+def inhibit_rules() -> list[Inhibition]:
     return [
-        (
+        # While the consumer is down or not ready, what it causes is held back.
+        Inhibition(
             _any_of("alertname", rules.CONSUMER_OUTAGE_ALERTS),
             _any_of("alertname", rules.CAUSED_BY_CONSUMER_OUTAGE),
-        )
+        ),
+        # A source with its own rules (the operator's: labelled with its namespace) is also alerted by the
+        # chart's rules for every source: the same alert, without namespace. Its own holds the twin back.
+        Inhibition(
+            Matcher("namespace", ".+", regex=True), Matcher("namespace", ""), ("alertname", "source", "objet")
+        ),
     ]
 
 
@@ -117,10 +143,7 @@ def alertmanager_config(
     routes.append({"receiver": DEFAULT_RECEIVER, "matchers": [_ours().text(), severity.text()]})
     return {
         "route": {"receiver": NULL_RECEIVER, "group_by": list(GROUP_BY), **_timings(n), "routes": routes},
-        "inhibit_rules": [
-            {"source_matchers": [source.text()], "target_matchers": [target.text()]}
-            for source, target in inhibit_rules()
-        ],
+        "inhibit_rules": [rule.text() for rule in inhibit_rules()],
         "receivers": [
             {"name": NULL_RECEIVER},
             *({"name": name, **with_texts(integrations)} for name, integrations in receivers.items()),
@@ -173,10 +196,7 @@ def global_config_spec(config: RenderConfig) -> dict[str, Any]:
                 }
             ],
         },
-        "inhibitRules": [
-            {"sourceMatch": [source.resource()], "targetMatch": [target.resource()]}
-            for source, target in inhibit_rules()
-        ],
+        "inhibitRules": [rule.resource() for rule in inhibit_rules()],
     }
 
 
