@@ -98,7 +98,11 @@ def notifying(
     with (
         InboxServer.start(work / "inbox") as inbox,
         ConsumerProcess.start(
-            work / "consumer.log", kafka.bootstrap_servers, logstore.push_url, topic=topic
+            work / "consumer.log",
+            kafka.bootstrap_servers,
+            logstore.push_url,
+            topic=topic,
+            extra_args=[f"--loki-job={topic}"],  # the session's log store: its own job, as every test
         ) as consumer,
     ):
         receivers = {
