@@ -85,10 +85,12 @@ def test_echec_detecte_fires_for_the_failed_run(pipeline: Pipeline) -> None:
     assert alert["labels"]["objet"] == "EventFactureApplication"
     assert alert["labels"]["severity"] == "critical"
     assert "EventFactureApplication" in alert["annotations"]["description"]
+    # IngestionConsumerNonPret (info) only inhibits, and fires whenever the consumer is briefly not ready
+    # (a rebalance under load): never notified, so not an alarm
     others = {
         a["labels"]["alertname"]
         for a in pipeline.prometheus.api("alerts")["alerts"]
-        if a["state"] == "firing"
+        if a["state"] == "firing" and a["labels"]["severity"] != "info"
     }
     assert others == {"IngestionEchecDetecte"}  # healthy sample otherwise: no false alarm
 
