@@ -102,6 +102,7 @@ def notifying(
             kafka.bootstrap_servers,
             logstore.push_url,
             topic=topic,
+            group_id=topic,  # its own group: no rebalance of the other tests' consumers
             extra_args=[f"--loki-job={topic}"],  # the session's log store: its own job, as every test
         ) as consumer,
     ):
