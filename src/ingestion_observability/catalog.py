@@ -96,6 +96,20 @@ LAST_FAILURE = Family(
     "time (epoch seconds) as the value",
     (*OBJET, "description"),
 )
+# Rows written (a connector's `Lignes`, OpenLineage's outputStatistics.rowCount): only runs that report them
+# count, so both series are absent for an objet until a run of it reports rows (unknown is not 0).
+ROWS = Family(
+    "ingestion_rows",
+    "counter",
+    "Rows written by the runs of an objet that report them (Lignes, OpenLineage outputStatistics.rowCount)",
+    OBJET,
+)
+LAST_RUN_ROWS = Family(
+    "ingestion_last_run_rows",
+    "gauge",
+    "Rows written by the newest run of an objet, by event time, among those that report rows",
+    OBJET,
+)
 BUSINESS = (
     RUNS,
     FAILURES,
@@ -108,6 +122,8 @@ BUSINESS = (
     LAST_FAILURE,
     IN_PROGRESS,
     OLDEST_OPEN,
+    ROWS,
+    LAST_RUN_ROWS,
 )
 HISTOGRAMS = (DURATION, CPU, MEMORY, RECOVERY)
 

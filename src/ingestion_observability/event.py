@@ -6,10 +6,12 @@ Raw record (one per job run)::
     {"ID": 1224, "Entreprise": "akonovia", "Zone": "1-Raw", "Source": "PowerBI", "Objet": "workspaces",
      "Transformation": "PowerBI_API_get_data", "Etat": "SUCCESS", "Debut": "2025-09-15 10:30:00.000",
      "Fin": "2025-09-15 10:30:01.154", "Duree secondes": 1.154133, "cpu_time": 0.11,
-     "memory_used": 5849088, "Description": "..."}
+     "memory_used": 5849088, "Description": "...", "Lignes": 3864}
 
-The enriched event keeps the seed's layout and adds `debut`, `fin` and `description` so a consumer
-(and the Loki line) has everything; `@version` is bumped on any incompatible change.
+The enriched event keeps the seed's layout and adds `debut`, `fin`, `description` and `performance.lignes`
+(rows written; null when the run does not report them) so a consumer (and the Loki line) has everything;
+`@version` is bumped on any incompatible change: an optional field is not one (an event without it reads as
+unknown).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ HIGH_MEMORY_BYTES = 150 * 1024 * 1024
 HIGH_CPU_SECONDS = 60.0
 MAX_TEXT = 256  # source/objet/entreprise/zone become label values: keep them short
 MAX_DESCRIPTION = 8192
+# Rows of one run: an integer up to 2**53, exact in the float64 Prometheus keeps a counter in.
+MAX_ROWS = 2**53
 
 
 class InvalidRecord(ValueError):
@@ -64,6 +68,25 @@ def _number(record: dict[str, Any], key: str, *, required: bool = True) -> float
     return number
 
 
+def row_count(value: object, name: str) -> int | None:
+    """Rows written, as a connector (`Lignes`) or OpenLineage (`rowCount`) reports them: an integer >= 0.
+
+    None (absent) is unknown, never 0. A float is accepted when it is a whole number (JSON writers and
+    dataframes turn 3864 into 3864.0); 1.5, a negative, a bool, a string or anything else is refused.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidRecord(f"{name!r} must be an integer (rows written), got {type(value).__name__}")
+    if isinstance(value, float) and not value.is_integer():
+        raise InvalidRecord(f"{name!r} must be a whole number of rows, got {value!r}")
+    if value < 0:
+        raise InvalidRecord(f"{name!r} must be >= 0, got {value!r}")
+    if value > MAX_ROWS:
+        raise InvalidRecord(f"{name!r} must be at most 2**53, got {value!r}")
+    return int(value)
+
+
 def _time(record: dict[str, Any], key: str, naive_tz: tzinfo) -> datetime:
     if record.get(key) in (None, ""):
         raise InvalidRecord(f"{key!r} is missing")
@@ -96,6 +119,7 @@ def normalise(record: object, naive_tz: tzinfo = UTC, shift: timedelta = timedel
         raise InvalidRecord(f"'ID' must be an integer or a string, got {type(run_id).__name__}")
     entreprise = _text(record, "Entreprise", required=False)
     zone = _text(record, "Zone", required=False)
+    rows = row_count(record.get("Lignes"), "Lignes")
     failed = etat == "FAILED"
     return {
         "@timestamp": format_timestamp(fin),
@@ -115,6 +139,7 @@ def normalise(record: object, naive_tz: tzinfo = UTC, shift: timedelta = timedel
             "cpu_time_sec": cpu,
             "memory_used_bytes": int(memory),
             "memory_used_mb": round(memory / (1024 * 1024), 2),
+            "lignes": rows,  # None: not reported (unknown, not 0)
         },
         "labels": {"etat": etat, "source": source, "zone": zone, "entreprise": entreprise},
         "metrics": {
@@ -141,6 +166,7 @@ class Run(NamedTuple):
     cpu: float | None  # None: not reported (an OpenLineage run without the resources facet)
     memory: float | None
     description: str = ""  # what the run said, the error of a FAILED one
+    rows: int | None = None  # rows written; None: not reported (unknown, never 0)
 
     @property
     def failed(self) -> bool:
@@ -217,6 +243,9 @@ def _parse_event_fast(obj: object) -> Run | None:
     memory = _fast_number(perf.get("memory_used_bytes"))
     if entreprise is None or zone is None or duree is None or cpu is None or memory is None:
         return None
+    rows = perf.get("lignes")  # absent from older events: unknown
+    if rows is not None and (type(rows) is not int or not 0 <= rows <= MAX_ROWS):
+        return None
     try:
         fin = datetime.fromisoformat(fin_text)
     except ValueError:
@@ -241,6 +270,7 @@ def _parse_event_fast(obj: object) -> Run | None:
         cpu,
         memory,
         description,
+        rows,
     )
 
 
@@ -282,4 +312,5 @@ def _parse_event_checked(obj: object) -> Run:
         cpu=_number(flat, "performance.cpu_time_sec") or 0.0,
         memory=_number(flat, "performance.memory_used_bytes") or 0.0,
         description=_text(obj, "description", required=False, limit=MAX_DESCRIPTION),
+        rows=row_count(perf.get("lignes"), "performance.lignes"),
     )

@@ -18,6 +18,8 @@ run field       from
 ``description``  ``run.facets.errorMessage.message`` (an ABORT without one says it was aborted)
 ``cpu``         ``run.facets.ingestion_resources.cpuSeconds`` of the end event, else absent (None)
 ``memory``      ``run.facets.ingestion_resources.memoryBytes`` of the end event, else absent (None)
+``rows``        the sum of ``outputs[].outputFacets.outputStatistics.rowCount`` of the end event (the
+                outputs that report it); absent (None) when no output reports it
 ``objet.id``    ``run.runId`` (also what the consumer dedupes lineage runs on)
 ==============  ===========================================================================================
 
@@ -34,7 +36,10 @@ The custom run facet carrying resource usage (OpenLineage custom facets carry `_
         "cpuSeconds": 12.5, "memoryBytes": 73400320}}}
 
 Absent cpu or memory is None, never 0: it is left out of the cpu and memory histograms (a job that does not
-measure them must not pull their percentiles down) and is `null` in the log line.
+measure them must not pull their percentiles down) and is `null` in the log line. Rows likewise: a run whose
+outputs carry no `rowCount` adds nothing to `ingestion_rows_total` and leaves `ingestion_last_run_rows` as it
+was. A `rowCount` is an integer >= 0 (a whole float such as 12.0 is read as 12); anything else refuses the
+event, with the output it was found on.
 
 The Kafka key is `source/objet`, as for connector records: every event of a job (its START and its end
 included) lands in one partition, where the consumer holds the job's open runs.
@@ -49,13 +54,14 @@ from typing import Any, Literal
 
 import orjson
 
-from ingestion_observability.event import MAX_TEXT, InvalidRecord, Run, normalise
+from ingestion_observability.event import MAX_ROWS, MAX_TEXT, InvalidRecord, Run, normalise, row_count
 from ingestion_observability.timeparse import TimestampError, format_timestamp, parse_timestamp
 
 EVENT_TYPES = ("START", "RUNNING", "COMPLETE", "FAIL", "ABORT", "OTHER")
 END_TYPES = {"COMPLETE": "SUCCESS", "FAIL": "FAILED", "ABORT": "FAILED"}
 RESOURCES_FACET = "ingestion_resources"
 SOURCE_FACET = "ingestion_source"
+STATISTICS_FACET = "outputStatistics"  # OutputStatisticsOutputDatasetFacet, an output dataset facet
 MAX_RUN_ID = 256
 MAX_DESCRIPTION = 8192
 SourceFrom = Literal["namespace", "facet"]
@@ -75,6 +81,7 @@ class LineageEvent:
     error: str | None = None  # run.facets.errorMessage.message
     cpu_seconds: float | None = None
     memory_bytes: float | None = None
+    rows: int | None = None  # sum of the outputs' outputStatistics.rowCount; None: none reports it
 
     @property
     def is_end(self) -> bool:
@@ -139,6 +146,37 @@ def _amount(facet: dict[str, Any] | None, key: str) -> float | None:
     return number
 
 
+def _rows(obj: dict[str, Any]) -> int | None:
+    """Rows written: the sum of the outputs' `outputStatistics.rowCount`, None when no output reports one."""
+    outputs = obj.get("outputs")
+    if outputs is None:
+        return None
+    if not isinstance(outputs, list):
+        raise InvalidRecord(f"'outputs' must be an array, got {type(outputs).__name__}")
+    total: int | None = None
+    for index, output in enumerate(outputs):
+        where = f"outputs[{index}]"
+        if not isinstance(output, dict):
+            raise InvalidRecord(f"'{where}' must be an object, got {type(output).__name__}")
+        facets = output.get("outputFacets")
+        if facets is None:
+            continue
+        if not isinstance(facets, dict):
+            raise InvalidRecord(f"'{where}.outputFacets' must be an object, got {type(facets).__name__}")
+        statistics = facets.get(STATISTICS_FACET)
+        if statistics is None:
+            continue
+        where = f"{where}.outputFacets.{STATISTICS_FACET}"
+        if not isinstance(statistics, dict):
+            raise InvalidRecord(f"'{where}' must be an object, got {type(statistics).__name__}")
+        rows = row_count(statistics.get("rowCount"), f"{where}.rowCount")
+        if rows is not None:
+            total = rows if total is None else total + rows
+    if total is not None and total > MAX_ROWS:
+        raise InvalidRecord(f"the outputs' rowCount add up to more than 2**53 ({total})")
+    return total
+
+
 def parse_run_event(obj: object, *, source_from: SourceFrom = "namespace") -> LineageEvent:
     """Validate a RunEvent; InvalidRecord says which field is wrong and why."""
     if not isinstance(obj, dict):
@@ -182,6 +220,7 @@ def parse_run_event(obj: object, *, source_from: SourceFrom = "namespace") -> Li
         error=error,
         cpu_seconds=_amount(resources, "cpuSeconds"),
         memory_bytes=_amount(resources, "memoryBytes"),
+        rows=_rows(obj),
     )
 
 
@@ -212,6 +251,7 @@ def to_run(start: LineageEvent | None, end: LineageEvent) -> Run:
         cpu=end.cpu_seconds,
         memory=end.memory_bytes,
         description=_end_description(end),
+        rows=end.rows,
     )
 
 
@@ -222,7 +262,7 @@ def _end_description(end: LineageEvent) -> str:
 
 def lineage_line(end: LineageEvent, run: Run) -> str:
     """The log line of a paired run: the enriched event's layout (what the dashboards' `| json` reads),
-    cpu and memory `null` when the job did not report them, plus the OpenLineage identifiers."""
+    cpu, memory and rows `null` when the job did not report them, plus the OpenLineage identifiers."""
     event = normalise(
         {
             "ID": end.run_id,
@@ -235,6 +275,7 @@ def lineage_line(end: LineageEvent, run: Run) -> str:
             "cpu_time": run.cpu or 0.0,
             "memory_used": run.memory or 0.0,
             "Description": run.description,
+            "Lignes": run.rows,
         }
     )
     performance = event["performance"]

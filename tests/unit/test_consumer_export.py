@@ -25,6 +25,7 @@ def run(
     fin: float = T0,
     duree: float = 1.5,
     description: str = "",
+    rows: int | None = None,
     **labels: str,
 ) -> Run:
     return Run(
@@ -39,6 +40,7 @@ def run(
         0.2,
         float(8 << 20),
         description,
+        rows,
     )
 
 
@@ -174,6 +176,32 @@ def test_last_failure_is_the_newest_failure_by_event_time_with_its_error() -> No
     }
 
 
+def test_rows_total_and_the_newest_run_s_rows() -> None:
+    counted = objet_state(
+        "counted",
+        run("counted", fin=T0, rows=100),
+        run("counted", fin=T0 + 60, rows=250),
+        run("counted", "FAILED", fin=T0 + 30, rows=7),  # a late older run: counted, not the last
+        run("counted", fin=T0 + 90),  # newer, reports no rows: neither moves
+    )
+    zero = objet_state("zero", run("zero", fin=T0, rows=5), run("zero", fin=T0 + 1, rows=0))
+    unknown = objet_state("unknown", run("unknown", fin=T0), run("unknown", "FAILED", fin=T0 + 1))
+    registry, _ = registry_over(partition(0, counted, zero, unknown))
+    _, samples = scrape(registry)
+    rows = {
+        (name, dict(lbls)["objet"]): value
+        for (name, lbls), value in samples.items()
+        if name in (catalog.ROWS.sample, catalog.LAST_RUN_ROWS.name)
+    }
+    assert rows == {
+        ("ingestion_rows_total", "counted"): 357,
+        ("ingestion_last_run_rows", "counted"): 250,
+        ("ingestion_rows_total", "zero"): 5,
+        ("ingestion_last_run_rows", "zero"): 0,  # reported 0: a real 0
+    }  # "unknown" never reported rows: neither series (unknown is not 0)
+    assert samples[("ingestion_rows_total", labels("counted"))] == 357
+
+
 def test_readiness_gauge_reads_health_at_each_scrape() -> None:
     registry = CollectorRegistry()
     metrics = ConsumerMetrics(registry)
@@ -267,7 +295,10 @@ def test_not_ready_without_partitions_or_kafka() -> None:
 def test_text_is_what_prometheus_client_makes_of_the_collector() -> None:
     """The cached scrape path and the Collector give the same bytes, escaping and all."""
     odd = ("plain", 'with "quotes"', "back\\slash", "new\nline")
-    owned = partition(0, *(objet_state(o, run(o), run(o, "FAILED", fin=T0 + 60)) for o in odd))
+    owned = partition(
+        0,
+        *(objet_state(o, run(o), run(o, "FAILED", fin=T0 + 60, rows=i or None)) for i, o in enumerate(odd)),
+    )
     collector = StateCollector(lambda: [owned])
     registry = CollectorRegistry()
     registry.register(collector)

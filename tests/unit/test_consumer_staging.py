@@ -254,6 +254,83 @@ def test_folded_objets_runs_that_started_together_are_not_duplicates() -> None:
     assert batch.states[0][("PowerBI", "other-p0")].runs == {("SUCCESS", "akonovia", "1-Raw"): 2}
 
 
+# --- rows written -------------------------------------------------------------------------------------
+
+
+def _with_lignes(event: dict[str, Any], lignes: object) -> dict[str, Any]:
+    event["performance"]["lignes"] = lignes
+    return event
+
+
+def lineage_end(at: str = "2025-09-15T10:31:00Z", run_id: str = "r1", **statistics: Any) -> bytes:
+    """An OpenLineage COMPLETE of PowerBI/workspaces whose one output reports `statistics`."""
+    return orjson.dumps(
+        {
+            "eventType": "COMPLETE",
+            "eventTime": at,
+            "run": {"runId": run_id},
+            "job": {"namespace": "PowerBI", "name": "workspaces"},
+            "outputs": [{"namespace": "lake", "name": "w", "outputFacets": {"outputStatistics": statistics}}],
+        }
+    )
+
+
+def test_rows_are_summed_and_the_last_is_the_newest_by_event_time() -> None:
+    batch = staged(PartitionState(0), [event(0, Lignes=100), event(100, Lignes=250), event(50, Lignes=7)])
+    state = batch.states[0][KEY]
+    assert state.rows_total == 357
+    assert state.last_rows == (T0 + 101.5, 250)  # the late older run (50 s) counts, but is not the last
+
+
+def test_a_newer_run_with_zero_rows_is_the_last() -> None:
+    state = staged(PartitionState(0), [event(0, Lignes=100), event(10, Lignes=0)]).states[0][KEY]
+    assert (state.rows_total, state.last_rows) == (100, (T0 + 11.5, 0))
+
+
+def test_runs_that_do_not_report_rows_leave_them_unknown() -> None:
+    state = staged(PartitionState(0), [event(0), event(10, Lignes=None)]).states[0][KEY]
+    assert (state.rows_total, state.last_rows) == (None, None)  # unknown: not 0
+    assert sum(state.runs.values()) == 2
+    # a newer run without rows moves the last run, not the last rows
+    state = staged(PartitionState(0), [event(0, Lignes=40), event(10)]).states[0][KEY]
+    assert (state.rows_total, state.last_rows) == (40, (T0 + 1.5, 40))
+    assert state.last_end == T0 + 11.5
+
+
+def test_a_redelivered_run_s_rows_are_counted_once() -> None:
+    partition = PartitionState(0)
+    committed(partition, staged(partition, [event(0, Lignes=10), event(1, Lignes=20), event(1, Lignes=20)]))
+    assert partition.committed[KEY].rows_total == 30
+    restored = PartitionState(0, {k: decode(encode(s)) for k, s in partition.committed.items()})
+    batch = staged(restored, [event(0, Lignes=10), event(1, Lignes=20), event(2, Lignes=5)], first=3)
+    assert (batch.processed, batch.duplicates) == (1, 2)
+    assert batch.states[0][KEY].rows_total == 35
+    assert batch.states[0][KEY].last_rows == (T0 + 3.5, 5)
+
+
+def test_raw_records_with_lignes_are_counted() -> None:
+    state = staged(PartitionState(0), [orjson.dumps(raw(0, Lignes=3864.0))]).states[0][KEY]
+    assert (state.rows_total, state.last_rows) == (3864, (T0 + 1.5, 3864))
+
+
+def test_lineage_rows_are_counted_once_and_logged() -> None:
+    partition = PartitionState(0)
+    end = lineage_end(rowCount=1200)
+    batch = staged(partition, [end, end, lineage_end("2025-09-15T10:32:00Z", "r2", size=10)])
+    state = batch.states[0][KEY]
+    assert (batch.processed, batch.duplicates) == (2, 1)
+    assert state.rows_total == 1200 and state.last_rows == (T0 + 60, 1200)  # r2 reports no rowCount
+    lines = [orjson.loads(e.line) for entries in batch.loki.streams.values() for e in entries]
+    assert [line["performance"]["lignes"] for line in lines] == [1200, None]
+
+
+def test_an_absurd_total_stays_writable() -> None:
+    records = [event(i, Lignes=2**53) for i in range(3000)]
+    state = staged(PartitionState(0), records, StagingLimits(recent_keys_per_objet=4000)).states[0][KEY]
+    assert state.rows_total == 2**64 - 1
+    assert decode(encode(state)).rows_total == 2**64 - 1
+
+
 # --- invalid messages ----------------------------------------------------------------------------------
 
 
@@ -272,8 +349,32 @@ def test_folded_objets_runs_that_started_together_are_not_duplicates() -> None:
         (orjson.dumps({**normalise(raw()), "@version": "0"}), "unsupported '@version' '0'"),
         (orjson.dumps(raw(Objet=None)), "'Objet' is missing"),
         (orjson.dumps(raw(Fin="2025-09-15T10:29:00")), "'Fin' (2025-09-15T10:29:00) is before 'Debut'"),
+        (orjson.dumps(raw(Lignes=-1)), "'Lignes' must be >= 0, got -1"),
+        (orjson.dumps(raw(Lignes=1.5)), "'Lignes' must be a whole number of rows, got 1.5"),
+        (
+            orjson.dumps(_with_lignes(normalise(raw()), "12")),
+            "'performance.lignes' must be an integer (rows written), got str",
+        ),
+        (
+            lineage_end(rowCount=-5),
+            "'outputs[0].outputFacets.outputStatistics.rowCount' must be >= 0, got -5",
+        ),
     ],
-    ids=["none", "too-big", "truncated-json", "not-utf8", "list", "etat", "version", "raw-objet", "raw-fin"],
+    ids=[
+        "none",
+        "too-big",
+        "truncated-json",
+        "not-utf8",
+        "list",
+        "etat",
+        "version",
+        "raw-objet",
+        "raw-fin",
+        "raw-lignes-negative",
+        "raw-lignes-fraction",
+        "event-lignes-text",
+        "lineage-rowcount",
+    ],
 )
 def test_invalid_messages_are_dead_lettered_with_the_reason(value: bytes | None, error: str) -> None:
     partition = PartitionState(2)

@@ -41,6 +41,8 @@ def full_state(failed_since: float | None = T0 + 60.5) -> ObjetState:
     state.last_etat = "FAILED"
     state.failed_since = failed_since
     state.last_failure = (T0 + 61.25, 'HTTP 504 "Gateway Timeout"\nréessai')
+    state.rows_total = 2**53 + 7  # past float64's exact integers: kept exact as an int
+    state.last_rows = (T0 + 60.75, 3864)
     # insertion order, not sorted: the oldest key is evicted first
     state.recent = dict.fromkeys(
         ["2025-09-15T00:00:02.000Z", "2025-09-15T00:00:00.000Z", "2025-09-15T00:00:01Z"]
@@ -75,6 +77,8 @@ def test_round_trip_keeps_every_field(failed_since: float | None) -> None:
     assert restored.histograms[DURATION.name] == Histogram([1, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1], 703.6)
     assert restored.histograms[RECOVERY.name].counts[1] == 1  # 300 s: le="300"
     assert restored.key == b"PowerBI/workspaces"
+    assert (restored.rows_total, restored.last_rows) == (2**53 + 7, (T0 + 60.75, 3864))
+    assert type(restored.rows_total) is int
 
 
 def test_round_trip_of_a_state_without_a_run() -> None:
@@ -93,6 +97,20 @@ def test_a_record_written_before_last_failure_existed_reads_it_as_unknown() -> N
     restored = decode(dumps(doc))
     assert restored.last_failure is None  # unknown until the next failure: never a made-up error
     assert restored.failures == 1
+
+
+def test_a_record_written_before_rows_existed_reads_them_as_unknown() -> None:
+    doc = document()
+    del doc["rows_total"], doc["last_rows"]
+    restored = decode(dumps(doc))
+    assert (restored.rows_total, restored.last_rows) == (None, None)  # unknown until a run reports rows
+    assert restored.runs == full_state().runs
+
+
+def test_unknown_rows_round_trip_as_null() -> None:
+    state = ObjetState.new("Efficy", "Contact")
+    assert (document(state)["rows_total"], document(state)["last_rows"]) == (None, None)
+    assert decode(encode(state)).rows_total is None
 
 
 def test_encoded_record_is_versioned() -> None:
@@ -152,6 +170,13 @@ def _histograms(**changes: Any) -> dict[str, Any]:
         (_with(failed_since="yesterday"), "malformed state record"),
         (_with(last=["noon", "SUCCESS"]), "malformed state record"),
         (_with(recent=7), "malformed state record"),
+        (_with(rows_total=-1), "malformed state record"),
+        (_with(rows_total=12.5), "malformed state record"),
+        (_with(rows_total="12"), "malformed state record"),
+        (_with(last_rows=[T0, -3]), "malformed state record"),
+        (_with(last_rows=[T0, 1.5]), "malformed state record"),
+        (_with(last_rows=12), "malformed state record"),
+        (_with(last_rows=["noon", 12]), "malformed state record"),
     ],
     ids=lambda p: p if isinstance(p, str) else None,
 )
@@ -191,6 +216,7 @@ def test_evolve_copies_deeply() -> None:
     copy.histograms[MEMORY.name].total = -1.0
     copy.last_end, copy.last_etat, copy.failed_since = T0 + 999, "SUCCESS", None
     copy.recent["2025-09-16T00:00:00.000Z"] = None
+    copy.rows_total, copy.last_rows = 1, (T0 + 999, 1)
     del copy.recent["2025-09-15T00:00:02.000Z"]
     assert original == snapshot
     assert copy != original

@@ -46,6 +46,7 @@ def test_enriched_event_has_the_seed_layout() -> None:
         "cpu_time_sec": 0.11,
         "memory_used_bytes": 5849088,
         "memory_used_mb": 5.58,
+        "lignes": None,  # not reported: unknown (null), never 0
     }
     assert event["labels"] == {
         "etat": "SUCCESS",
@@ -120,6 +121,46 @@ def test_invalid_records_say_why(overrides: dict[str, Any], reason: str) -> None
     assert reason in str(excinfo.value)
 
 
+@pytest.mark.parametrize(
+    ("lignes", "expected"),
+    [(3864, 3864), (0, 0), (12.0, 12), (2**53, 2**53), (None, None), (..., None)],
+    ids=["int", "zero", "whole-float", "largest", "null", "absent"],
+)
+def test_lignes_is_rows_written_or_unknown(lignes: Any, expected: int | None) -> None:
+    event = normalise(raw(Lignes=lignes))
+    assert event["performance"]["lignes"] == expected
+    assert type(event["performance"]["lignes"]) is type(expected)  # 12.0 is published as 12
+    assert parse_event(json.loads(json.dumps(event))).rows == expected
+
+
+@pytest.mark.parametrize(
+    ("lignes", "reason"),
+    [
+        (-1, "'Lignes' must be >= 0, got -1"),
+        (1.5, "'Lignes' must be a whole number of rows, got 1.5"),
+        (float("nan"), "'Lignes' must be a whole number of rows, got nan"),
+        (float("inf"), "'Lignes' must be a whole number of rows, got inf"),
+        (-2.0, "'Lignes' must be >= 0, got -2.0"),
+        (2**53 + 1, "'Lignes' must be at most 2**53"),
+        ("12", "'Lignes' must be an integer (rows written), got str"),
+        ("", "'Lignes' must be an integer (rows written), got str"),
+        (True, "'Lignes' must be an integer (rows written), got bool"),
+        ([12], "'Lignes' must be an integer (rows written), got list"),
+    ],
+)
+def test_bad_lignes_are_refused_with_the_reason(lignes: Any, reason: str) -> None:
+    with pytest.raises(InvalidRecord) as excinfo:
+        normalise(raw(Lignes=lignes))
+    assert reason in str(excinfo.value)
+
+
+def test_an_event_published_before_lignes_existed_reads_as_unknown() -> None:
+    event = normalise(raw(Lignes=10))
+    del event["performance"]["lignes"]
+    assert parse_event(event).rows is None
+    assert parse_event(normalise(raw(Lignes=10))).rows == 10
+
+
 def test_a_record_must_be_an_object() -> None:
     with pytest.raises(InvalidRecord, match="must be a JSON object"):
         normalise(["not", "a", "record"])
@@ -153,6 +194,9 @@ def test_parse_event_round_trips_the_enriched_event() -> None:
         (lambda e: e["source"].update({"name": None}), "'source.name' is missing"),
         (lambda e: e.update({"fin": "soon"}), "'fin': unrecognised timestamp"),
         (lambda e: e.update({"source": "PowerBI"}), "'source' must be an object"),
+        (lambda e: e["performance"].update({"lignes": -3}), "'performance.lignes' must be >= 0"),
+        (lambda e: e["performance"].update({"lignes": "3"}), "'performance.lignes' must be an integer"),
+        (lambda e: e["performance"].update({"lignes": 2.5}), "'performance.lignes' must be a whole number"),
     ],
 )
 def test_parse_event_rejects_wrong_types(mutate: Any, reason: str) -> None:
@@ -185,6 +229,7 @@ def test_sample_data_matches_the_seed() -> None:
     assert all(5 <= e["performance"]["memory_used_mb"] <= 20 for e in events)
     assert all(0.1 <= e["performance"]["cpu_time_sec"] <= 0.5 for e in events)
     assert sum(1 <= e["performance"]["duree_secondes"] <= 3 for e in events) == 71
+    assert all(e["performance"]["lignes"] is None for e in events)  # the sample reports no rows
 
 
 def _variants() -> list[Any]:
@@ -202,6 +247,11 @@ def _variants() -> list[Any]:
         lambda e: e.update({"fin": "2025-09-15 10:30:01"}),
         lambda e: e.update({"fin": "2025-09-15T12:30:01+02:00"}),
         lambda e: e["objet"].update({"name": ""}),
+        lambda e: e["performance"].update({"lignes": 3864}),
+        lambda e: e["performance"].update({"lignes": 12.0}),
+        lambda e: e["performance"].update({"lignes": -1}),
+        lambda e: e["performance"].update({"lignes": True}),
+        lambda e: e["performance"].pop("lignes"),
     ]
     for mutate in mutations:
         event = json.loads(json.dumps(base))
@@ -228,3 +278,12 @@ def test_fast_path_takes_well_formed_events() -> None:
     from ingestion_observability.producer.generate import generate_records
 
     assert all(_parse_event_fast(normalise(r)) is not None for r in generate_records(100))
+
+
+def test_fast_path_reads_lignes() -> None:
+    from ingestion_observability.event import _parse_event_fast
+
+    fast = _parse_event_fast(normalise(raw(Lignes=3864)))
+    assert fast is not None and fast.rows == 3864
+    unknown = _parse_event_fast(normalise(raw()))
+    assert unknown is not None and unknown.rows is None

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
-from openlineage.client.facet_v2 import error_message_run
+from openlineage.client.event_v2 import Job, OutputDataset, Run, RunEvent, RunState
+from openlineage.client.facet_v2 import error_message_run, output_statistics_output_dataset
 from openlineage.client.serde import Serde
 
 from ingestion_observability.event import InvalidRecord, normalise, parse_event
@@ -214,6 +214,7 @@ def test_log_line_has_the_enriched_event_layout() -> None:
         "cpu_time_sec": None,  # not reported: null, not 0 (the dashboards' unwrap skips it)
         "memory_used_bytes": 1048576,
         "memory_used_mb": 1.0,
+        "lignes": None,  # no outputStatistics: unknown
     }
     assert line["openlineage"] == {"runId": RUN_ID, "eventType": "FAIL"}
     # same keys as an enriched event, which the dashboards' `| json` extractions read
@@ -233,10 +234,12 @@ def test_log_line_has_the_enriched_event_layout() -> None:
 
 
 def test_log_line_of_a_measured_success_is_an_enriched_event() -> None:
-    end = parse_run_event(event(ingestion_resources=resources(cpuSeconds=0.4, memoryBytes=8196180)))
+    measured = event(ingestion_resources=resources(cpuSeconds=0.4, memoryBytes=8196180))
+    end = parse_run_event({**measured, "outputs": [output("workspaces", rowCount=3864)]})
     run = to_run(parse_run_event(event("START", "2026-03-02T10:00:00.000Z")), end)
     line = json.loads(lineage_line(end, run))
     reread = parse_event(line)
+    assert reread.rows == 3864
     assert (reread.source, reread.objet, reread.etat, reread.debut) == (
         run.source,
         run.objet,
@@ -251,3 +254,107 @@ def test_abort_without_message_says_aborted() -> None:
     assert (
         json.loads(lineage_line(end, to_run(None, end)))["description"] == "run aborted (OpenLineage ABORT)"
     )
+
+
+# --- rows written: outputs[].outputFacets.outputStatistics.rowCount -----------------------------------------
+
+
+def output(name: str, **statistics: Any) -> dict[str, Any]:
+    facets = {"outputStatistics": {"_producer": "p", "_schemaURL": "s", **statistics}} if statistics else {}
+    return {"namespace": "s3://lake", "name": name, "facets": {}, "outputFacets": facets}
+
+
+def test_rows_are_the_sum_of_the_real_client_s_output_statistics() -> None:
+    statistics = output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet
+    client_event = RunEvent(
+        eventType=RunState.COMPLETE,
+        eventTime="2026-03-02T10:00:05.250000+00:00",
+        run=Run(runId=str(uuid.uuid4())),
+        job=Job(namespace="dbt_prod", name="orders"),
+        producer="https://example.com/test",
+        outputs=[
+            OutputDataset(
+                "s3://lake", "orders", outputFacets={"outputStatistics": statistics(rowCount=3864)}
+            ),
+            OutputDataset(
+                "s3://lake", "orders_by_day", outputFacets={"outputStatistics": statistics(size=10)}
+            ),
+            OutputDataset("s3://lake", "audit", outputFacets={"outputStatistics": statistics(rowCount=136)}),
+            OutputDataset("s3://lake", "untracked"),
+        ],
+    )
+    parsed = parse_run_event(json.loads(Serde.to_json(client_event)))
+    assert parsed.rows == 4000  # the outputs without a rowCount add nothing
+    run = to_run(None, parsed)
+    assert run.rows == 4000
+    line = json.loads(lineage_line(parsed, run))
+    assert line["performance"]["lignes"] == 4000
+
+
+@pytest.mark.parametrize(
+    "outputs",
+    [..., None, [], [output("a")], [output("a", size=10)], [{"namespace": "n", "name": "a"}]],
+    ids=["no-outputs", "null", "empty", "no-facet", "no-rowCount", "no-outputFacets"],
+)
+def test_rows_reported_by_no_output_are_unknown(outputs: Any) -> None:
+    obj = event()
+    if outputs is ...:
+        del obj["outputs"]
+    else:
+        obj["outputs"] = outputs
+    parsed = parse_run_event(obj)
+    assert parsed.rows is None
+    assert to_run(None, parsed).rows is None
+    assert json.loads(lineage_line(parsed, to_run(None, parsed)))["performance"]["lignes"] is None
+
+
+def test_zero_rows_and_whole_floats_are_rows() -> None:
+    assert parse_run_event({**event(), "outputs": [output("a", rowCount=0)]}).rows == 0
+    assert (
+        parse_run_event({**event(), "outputs": [output("a", rowCount=12.0), output("b", rowCount=3)]}).rows
+        == 15
+    )
+
+
+def test_rows_are_the_end_event_s() -> None:
+    start = parse_run_event({**event("START", "2026-03-02T10:00:00Z"), "outputs": [output("a", rowCount=5)]})
+    end = parse_run_event({**event(), "outputs": [output("a", rowCount=7)]})
+    assert to_run(start, end).rows == 7
+
+
+STATS = "'outputs[1].outputFacets.outputStatistics"
+
+
+@pytest.mark.parametrize(
+    ("outputs", "reason"),
+    [
+        ([output("a", rowCount=1), output("b", rowCount=-5)], f"{STATS}.rowCount' must be >= 0, got -5"),
+        (
+            [output("a"), output("b", rowCount=1.5)],
+            f"{STATS}.rowCount' must be a whole number of rows, got 1.5",
+        ),
+        (
+            [output("a"), output("b", rowCount="12")],
+            f"{STATS}.rowCount' must be an integer (rows written), got str",
+        ),
+        (
+            [output("a"), output("b", rowCount=True)],
+            f"{STATS}.rowCount' must be an integer (rows written), got bool",
+        ),
+        ([output("a"), output("b", rowCount=2**53 + 1)], f"{STATS}.rowCount' must be at most 2**53"),
+        (
+            [output("a", rowCount=2**53), output("b", rowCount=1)],
+            "the outputs' rowCount add up to more than 2**53",
+        ),
+        ({"a": 1}, "'outputs' must be an array, got dict"),
+        (["a"], "'outputs[0]' must be an object, got str"),
+        ([{"name": "a", "outputFacets": []}], "'outputs[0].outputFacets' must be an object, got list"),
+        (
+            [{"name": "a", "outputFacets": {"outputStatistics": 12}}],
+            "'outputs[0].outputFacets.outputStatistics' must be an object, got int",
+        ),
+    ],
+)
+def test_bad_row_counts_say_why(outputs: Any, reason: str) -> None:
+    with pytest.raises(InvalidRecord, match="^" + re.escape(reason)):
+        parse_run_event({**event(), "outputs": outputs})

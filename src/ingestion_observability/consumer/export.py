@@ -67,6 +67,12 @@ def samples(state: ObjetState) -> dict[str, list[Sample]]:
     out[catalog.OLDEST_OPEN.name] = (
         [(catalog.OLDEST_OPEN.name, objet, min(opened.values()))] if opened else []
     )
+    # rows: only objets some run of which reported them (never reported: unknown, no series)
+    total, last_rows = state.rows_total, state.last_rows
+    out[catalog.ROWS.name] = [] if total is None else [(catalog.ROWS.sample, objet, float(total))]
+    out[catalog.LAST_RUN_ROWS.name] = (
+        [] if last_rows is None else [(catalog.LAST_RUN_ROWS.name, objet, float(last_rows[1]))]
+    )
     return out
 
 

@@ -24,6 +24,7 @@ from ingestion_observability.openlineage import (
 )
 
 DURATION, CPU, MEMORY, RECOVERY = (f.name for f in catalog.HISTOGRAMS)
+MAX_ROWS_TOTAL = 2**64 - 1
 
 
 class Message(Protocol):
@@ -207,6 +208,13 @@ def observe(state: ObjetState, run: Run, run_key: str, recent_keys: int) -> None
         state.failed_since = None
     if newest:  # a late, older run does not move the last run
         state.last_end, state.last_etat = run.fin, run.etat
+    rows = run.rows
+    if rows is not None:  # a run that does not report rows leaves both as they are: unknown is not 0
+        # bounded to what the changelog's JSON integers hold (2**64 - 1), far past where Prometheus'
+        # float64 stops being exact (2**53): an absurd total cannot make the state unwritable
+        state.rows_total = min((state.rows_total or 0) + rows, MAX_ROWS_TOTAL)
+        if state.last_rows is None or run.fin >= state.last_rows[0]:
+            state.last_rows = (run.fin, rows)
     recent = state.recent
     recent[run_key] = None
     if len(recent) > recent_keys:

@@ -56,6 +56,9 @@ class ObjetState:
     recent: dict[str, None] = field(default_factory=dict)  # run keys (debut), oldest first: dedupe
     # OpenLineage runs started and not ended: runId -> START time; None for an objet never reported so
     open_runs: dict[str, float] | None = None
+    # rows written by the runs that reported them; None until one does (unknown, never 0)
+    rows_total: int | None = None
+    last_rows: tuple[float, int] | None = None  # the newest run by event time that reported rows: end, rows
     # its /metrics lines per family, made on the first scrape after its commit (export.py); never encoded
     exposition: dict[str, str] | None = field(default=None, compare=False, repr=False)
 
@@ -77,6 +80,8 @@ class ObjetState:
             self.last_failure,
             dict(self.recent),
             None if self.open_runs is None else dict(self.open_runs),
+            self.rows_total,
+            self.last_rows,
         )
 
     @property
@@ -100,6 +105,8 @@ def encode(state: ObjetState, group: str = "") -> bytes:
             "last_failure": state.last_failure,
             "recent": list(state.recent),
             "open": state.open_runs,
+            "rows_total": state.rows_total,
+            "last_rows": state.last_rows,
         }
     )
 
@@ -130,7 +137,9 @@ def decode(value: bytes | None, group: str | None = None) -> ObjetState:
             len(h.counts) != len(BOUNDS[name]) + 1 for name, h in histograms.items()
         ):
             raise StateError(f"histograms do not match this consumer's buckets: {sorted(histograms)}")
-        last, last_failure = doc["last"], doc.get("last_failure")  # absent from older records: unknown
+        # absent from older records: unknown
+        last, last_failure, last_rows = doc["last"], doc.get("last_failure"), doc.get("last_rows")
+        rows_total = doc.get("rows_total")
         return ObjetState(
             source=str(doc["source"]),
             objet=str(doc["objet"]),
@@ -143,11 +152,20 @@ def decode(value: bytes | None, group: str | None = None) -> ObjetState:
             last_failure=None if last_failure is None else (float(last_failure[0]), str(last_failure[1])),
             recent=dict.fromkeys(str(k) for k in doc["recent"]),
             open_runs=None if doc["open"] is None else {str(k): float(v) for k, v in doc["open"].items()},
+            rows_total=None if rows_total is None else _count(rows_total),
+            last_rows=None if last_rows is None else (float(last_rows[0]), _count(last_rows[1])),
         )
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, StateError):
             raise
         raise StateError(f"malformed state record: {exc!r}") from None
+
+
+def _count(value: object) -> int:
+    """A row count as encoded (an int: orjson writes ints as such); anything else is a malformed record."""
+    if type(value) is not int or value < 0:
+        raise ValueError(f"a row count must be an integer >= 0, got {value!r}")
+    return value
 
 
 class PartitionState:

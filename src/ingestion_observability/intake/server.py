@@ -259,7 +259,8 @@ class Intake:
 
 
 def _essentials(event: dict[str, Any]) -> dict[str, Any]:
-    """A RunEvent reduced to what the product reads (its datasets and other facets dropped)."""
+    """A RunEvent reduced to what the product reads (its other facets and datasets dropped; called once
+    `parse_run_event` accepted it, so its outputs are objects)."""
     run, job = event["run"], event["job"]
 
     def facets(section: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:
@@ -274,10 +275,22 @@ def _essentials(event: dict[str, Any]) -> dict[str, Any]:
             for k, v in message.items()
             if k in ("_producer", "_schemaURL", "message", "programmingLanguage")
         }
+    # the outputs that report rows keep only their name and outputStatistics (the rows the run wrote)
+    outputs = [
+        {
+            **{k: output[k] for k in ("namespace", "name") if k in output},
+            "outputFacets": {
+                openlineage.STATISTICS_FACET: output["outputFacets"][openlineage.STATISTICS_FACET]
+            },
+        }
+        for output in event.get("outputs") or ()
+        if (output.get("outputFacets") or {}).get(openlineage.STATISTICS_FACET) is not None
+    ]
     return {
         **{k: event[k] for k in ("eventType", "eventTime", "producer", "schemaURL") if k in event},
         "run": {"runId": run["runId"], "facets": error},
         "job": {"namespace": job["namespace"], "name": job["name"], "facets": facets(job, _JOB_FACETS)},
+        **({"outputs": outputs} if outputs else {}),
     }
 
 
