@@ -148,6 +148,8 @@ class Expected:
         "IngestionSurconsommationCPU",
         "IngestionBurstErreurs",
         "IngestionExecutionBloquee",  # a run reported over OpenLineage left open (issue of the HTTP intake)
+        "IngestionExecutionVide",  # rows per run against the objet's usual (silent on the sample: no history)
+        "IngestionVolumeAnormal",
         "IngestionConsumerDown",
         "IngestionConsumerNonPret",  # info: never notified, it inhibits what a consumer outage causes
         "IngestionKafkaLag",

@@ -286,8 +286,8 @@ def test_prometheus_rule_is_the_generated_file_untouched(value_set: list[Manifes
     generated_text = (CHART / "files" / "rules" / "ingestion-rules.yaml").read_text()
     assert rule["spec"] == yaml.safe_load(generated_text)
     alerts = [r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r]
-    # the seed's nine, IngestionExecutionBloquee and IngestionConsumerNonPret
-    assert len(alerts) == 11
+    # the seed's nine, IngestionExecutionBloquee, IngestionConsumerNonPret and the two volume alerts
+    assert len(alerts) == 13
     descriptions = " ".join(a["annotations"].get("description", "") for a in alerts)
     assert "{{ $value }}" in descriptions and "{{ $labels.source }}" in descriptions
 

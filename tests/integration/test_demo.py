@@ -114,7 +114,7 @@ def test_check_passes_then_counts_a_second_ingestion(running: Demo) -> None:
         "✅ Étape 3 : 72 messages dans ingestion-logs, 72 traités par le consumer, 0 invalide, retard 0",
         "✅ Étape 4 : 72 séries ingestion_runs_total, 71 SUCCESS / 1 FAILED (attendu 72, 71/1)",
         "✅ Étape 5 : tableau de bord : 71 succès / 1 échec, taux d'échec 1.39% (attendu 71/1, 1.39%)",
-        "✅ Étape 6 : 11 règles d'alerte chargées (attendu 11)",
+        "✅ Étape 6 : 13 règles d'alerte chargées (attendu 13)",
         "✅ Étape 6 : IngestionEchecDetecte déclenchée sur sharepoint_graph / EventFactureApplication",
         "✅ Étape 6 : notification IngestionEchecDetecte sur sharepoint_graph / EventFactureApplication :"
         " reçue",
@@ -144,7 +144,7 @@ def test_check_fails_on_a_wrong_expectation(running: Demo) -> None:
     )
     assert failed[1].startswith("❌ Étape 5 : tableau de bord : 71 succès / 1 échec")
     assert (
-        failed[2] == "❌ Étape 6 : 11 règles d'alerte chargées (attendu 12) ; manquantes : IngestionInconnue"
+        failed[2] == "❌ Étape 6 : 13 règles d'alerte chargées (attendu 14) ; manquantes : IngestionInconnue"
     )
     assert failed[3].startswith("❌ Étape 7 :")
     assert len(failed) == 4

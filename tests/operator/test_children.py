@@ -83,7 +83,7 @@ def test_alert_count() -> None:
     with_slo = build(
         "s", "ns", parse({"source": "S", "slo": {"successRatio": 0.99}}, RenderConfig()), SETTINGS
     )
-    assert plain.alerts == 8  # per-source alerts (stuck run included); recording rules not counted
+    assert plain.alerts == 10  # per-source alerts (stuck run included); recording rules not counted
     assert with_slo.alerts == plain.alerts + 4  # two page and two ticket burn-rate alerts
 
 
@@ -145,7 +145,7 @@ def test_every_alert_carries_the_sources_namespace_and_team() -> None:
     spec = {**_slack("S"), "slo": {"successRatio": 0.99}, "routing": {"labels": {"channel": "c"}}}
     rule = build("s", "sales", parse(spec, RenderConfig(), "sales"), SETTINGS).rule
     alerts = alert_rules(rule)
-    assert len(alerts) == 12
+    assert len(alerts) == 14
     for alert in alerts:
         assert {k: alert["labels"].get(k) for k in ("namespace", "team", "channel")} == {
             "namespace": "sales",

@@ -127,7 +127,7 @@ def test_example_becomes_children(kube: KubeControlPlane) -> None:
         "type": "Ready",
         "status": "True",
         "reason": "Reconciled",
-        "message": "12 alerts in PrometheusRule ingestion-efficy, "
+        "message": "14 alerts in PrometheusRule ingestion-efficy, "
         "dashboard in ConfigMap ingestion-dashboard-efficy",
         "lastTransitionTime": ready(live)["lastTransitionTime"],
         "observedGeneration": 1,
@@ -135,7 +135,7 @@ def test_example_becomes_children(kube: KubeControlPlane) -> None:
     assert {k: live["status"][k] for k in ("prometheusRule", "dashboard", "alerts")} == {
         "prometheusRule": "ingestion-efficy",
         "dashboard": "ingestion-dashboard-efficy",
-        "alerts": 12,
+        "alerts": 14,
     }
     rule, config_map = (
         get(kube, f"{RULES}/ingestion-efficy"),

@@ -29,7 +29,7 @@ def test_created_then_unchanged() -> None:
     assert (first.observed.rule, first.observed.dashboard, first.observed.alerts) == (
         "ingestion-s",
         "ingestion-dashboard-s",
-        8,
+        10,
     )
     rule = api.objects[("PrometheusRule", "ns", "ingestion-s")]
     assert rule["metadata"]["ownerReferences"][0]["uid"] == "uid-1"  # adopted
@@ -125,7 +125,7 @@ def test_missing_secret_holds_the_alertmanager_config_back() -> None:
         "spec.notifications.slack.webhookSecret: Secret ns/slack not found; "
         "spec.notifications.webhook.urlSecret: Secret ns/hooks has no key 'generic' (or it is empty)"
     )
-    assert (result.observed.rule, result.observed.alerts) == ("ingestion-s", 8)  # the rest is applied
+    assert (result.observed.rule, result.observed.alerts) == ("ingestion-s", 10)  # the rest is applied
     api.secrets = dict(SECRETS)
     fixed = reconcile(api, SETTINGS, owner(NOTIFIED))
     assert fixed.changes == ("AlertmanagerConfig ingestion-s created",) and fixed.observed.ready

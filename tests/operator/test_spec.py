@@ -9,9 +9,12 @@ import pytest
 from ingestion_observability.render import (
     ConfigError,
     ErrorBurst,
+    Latency,
     RenderConfig,
     Slo,
     Thresholds,
+    Usual,
+    Volume,
     config_from_mapping,
 )
 from ingestion_observability.render.config import Notifications, SecretRef, Slack
@@ -27,8 +30,14 @@ FULL = {
         "failureRatePercent": 5,
         "failureRateWindow": "1h",
         "minRuns": 3,
-        "latencyBaselineSeconds": 45.5,
-        "latencyFactor": 3,
+        "latency": {
+            "factor": 3,
+            "floorSeconds": 10,
+            "baselineSeconds": 45.5,
+            "usualWindow": "14d",
+            "minHistory": "2d",
+        },
+        "volume": {"factor": 5},
         "memoryMaxMB": 300,
         "cpuMaxSeconds": 120,
         "errorBurst": {"count": 2, "window": "30m"},
@@ -51,11 +60,12 @@ def test_every_field() -> None:
             failure_ratio=0.05,
             failure_ratio_window="1h",
             min_runs=3,
-            latency_baseline_seconds=45.5,
-            latency_factor=3.0,
             memory_p95_mb=300.0,
             cpu_p95_seconds=120.0,
         ),
+        latency=Latency(factor=3.0, floor_seconds=10.0, baseline_seconds=45.5),
+        volume=Volume(factor=5.0),
+        usual=Usual(window="14d", min_history="2d"),
         error_burst=ErrorBurst(count=2, window="30m"),
         slo=Slo(success_ratio=0.99, window="30d"),
         routing_labels={"team": "crm"},
@@ -98,6 +108,16 @@ def test_silence_lookback_covers_long_silences(minutes: int, lookback: str) -> N
     assert (thresholds.silence, thresholds.silence_lookback) == (f"{minutes}m", lookback)
 
 
+def test_former_latency_fields_still_work() -> None:
+    """latencyBaselineSeconds and latencyFactor (before alerts.latency) fill the same settings."""
+    spec = {"source": "S", "alerts": {"latencyBaselineSeconds": 45, "latencyFactor": 3}}
+    assert parse(spec, RenderConfig()).config.latency == Latency(factor=3.0, baseline_seconds=45.0)
+    both = {"latencyFactor": 3, "latency": {"floorSeconds": 1, "baselineSeconds": 45}}
+    assert parse({"source": "S", "alerts": both}, RenderConfig()).config.latency == Latency(
+        factor=3.0, floor_seconds=1.0, baseline_seconds=45.0
+    )
+
+
 def test_dashboard_disabled() -> None:
     assert parse({"source": "S", "dashboard": {"enabled": False}}, RenderConfig()).dashboard is False
 
@@ -135,6 +155,39 @@ def test_dashboard_disabled() -> None:
         ({"source": "S", "slo": {"window": "28d"}}, "spec.slo: missing key(s) success_ratio"),
         ({"source": "S", "objets": ["a", "a"]}, "spec.objets: duplicate entries"),
         ({"source": "S", "alerts": {"latencyFactr": 2}}, "spec.alerts.latencyFactr: unknown field"),
+        (
+            {"source": "S", "alerts": {"latencyFactor": 3, "latency": {"factor": 3}}},
+            "spec.alerts.latencyFactor: replaced by spec.alerts.latency.factor, which is also set",
+        ),
+        (
+            {"source": "S", "alerts": {"latencyBaselineSeconds": 3, "latency": {"baselineSeconds": 3}}},
+            "spec.alerts.latencyBaselineSeconds: replaced by spec.alerts.latency.baselineSeconds",
+        ),
+        (
+            {"source": "S", "alerts": {"latency": {"factor": 1}}},
+            "spec.alerts.latency.factor: must be greater than 1",
+        ),
+        (
+            {"source": "S", "alerts": {"latencyFactor": 0.5}},
+            "spec.alerts.latencyFactor: must be greater than 1",
+        ),
+        (
+            {"source": "S", "alerts": {"latency": {"usualWindow": "7 days"}}},
+            "spec.alerts.latency.usualWindow: invalid duration '7 days'",
+        ),
+        (
+            {"source": "S", "alerts": {"latency": {"usualWindow": "12h"}}},
+            "spec.alerts.latency.minHistory: must not be longer than window (12h)",
+        ),
+        (
+            {"source": "S", "alerts": {"latency": {"usualWindow": "30m", "minHistory": "10m"}}},
+            "spec.alerts.latency.usualWindow: must be longer than thresholds.quantile_window",
+        ),
+        (
+            {"source": "S", "alerts": {"volume": {"factor": 1}}},
+            "spec.alerts.volume.factor: must be greater than 1",
+        ),
+        ({"source": "S", "alerts": {"volume": {"ratio": 2}}}, "spec.alerts.volume.ratio: unknown field"),
         ({"source": "S", "schedule": 5}, "spec.schedule: expected an object, got int"),
         ({"source": "S", "dashboard": {"enabled": "yes"}}, "spec.dashboard: enabled must be a boolean"),
     ],

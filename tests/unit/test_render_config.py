@@ -9,9 +9,12 @@ import pytest
 
 from ingestion_observability.render.config import (
     ConfigError,
+    Latency,
     RenderConfig,
     Slo,
     Thresholds,
+    Usual,
+    Volume,
     config_from_mapping,
     duration_seconds,
     load_config,
@@ -23,11 +26,15 @@ def test_defaults_are_the_product_thresholds() -> None:
     t = RenderConfig().thresholds
     assert (t.failure_window, t.failure_ratio, t.failure_ratio_window, t.min_runs) == ("5m", 0.02, "15m", 5)
     assert duration_seconds(t.silence) == 75 * 60
-    assert t.latency_seconds == 60
     assert t.memory_bytes == 150 * 1024 * 1024
     assert t.cpu_p95_seconds == 60
     assert t.kafka_lag == 10000
     config = RenderConfig()
+    latency = config.latency
+    assert (latency.factor, latency.floor_seconds, latency.baseline_seconds) == (2, 5, 30)
+    assert latency.fallback_seconds == 60
+    assert (config.usual.window, config.usual.min_history, config.usual.interval) == ("7d", "1d", "5m")
+    assert config.volume.factor == 10
     assert (config.error_burst.count, config.error_burst.window) == (3, "10m")
     assert (config.datasources.prometheus, config.datasources.loki) == ("prometheus", "loki")
     assert (config.consumer_job, config.loki_job) == ("ingestion-consumer", "ingestion-logs")
@@ -43,6 +50,9 @@ def test_full_mapping() -> None:
             "zone": "1-Raw",
             "thresholds": {"failure_ratio": 0.05, "min_runs": 10, "silence": "2h", "kafka_lag": 500},
             "error_burst": {"count": 5, "window": "30m"},
+            "latency": {"factor": 3, "floor_seconds": 2.5},
+            "volume": {"factor": 4},
+            "usual": {"window": "14d", "min_history": "3d", "interval": "10m"},
             "slo": {"success_ratio": 0.995, "window": "30d"},
             "routing_labels": {"team": "data", "namespace": "ingestion"},
             "datasources": {"prometheus": "prom-main", "loki": "loki-main"},
@@ -55,6 +65,8 @@ def test_full_mapping() -> None:
     assert config.thresholds.failure_ratio == 0.05 and config.thresholds.kafka_lag == 500.0
     assert config.thresholds.failure_window == "5m"  # unspecified keys keep their default
     assert config.slo == Slo(0.995, "30d")
+    assert config.latency == Latency(factor=3.0, floor_seconds=2.5)  # baseline_seconds: its default
+    assert config.volume == Volume(4.0) and config.usual == Usual("14d", "3d", "10m")
     assert config.routing_labels == {"team": "data", "namespace": "ingestion"}
     assert config.key == source_key("PowerBI")
 
@@ -75,6 +87,20 @@ def test_full_mapping() -> None:
         ({"thresholds": {"kafka_lag": float("nan")}}, "thresholds.kafka_lag: expected a finite number"),
         ({"thresholds": []}, "thresholds: expected a mapping, got list"),
         ({"error_burst": {"count": 0}}, "error_burst.count: must be >= 1"),
+        ({"thresholds": {"latency_factor": 2}}, "thresholds: unknown key(s) latency_factor"),  # now latency
+        ({"latency": {"factor": 1}}, "latency.factor: must be greater than 1, got 1.0"),
+        ({"latency": {"factor": float("inf")}}, "latency.factor: expected a finite number"),
+        ({"latency": {"floor_seconds": 0}}, "latency.floor_seconds: must be a positive number"),
+        ({"latency": {"baseline_seconds": -30}}, "latency.baseline_seconds: must be a positive number"),
+        ({"volume": {"factor": 0.5}}, "volume.factor: must be greater than 1"),
+        ({"usual": {"window": "1 week"}}, "usual.window: invalid duration '1 week'"),
+        ({"usual": {"min_history": "0d"}}, "usual.min_history: duration '0d' must be positive"),
+        ({"usual": {"min_history": "8d"}}, "usual.min_history: must not be longer than window (7d)"),
+        (
+            {"usual": {"window": "1h", "min_history": "1h"}},
+            "usual.window: must be longer than thresholds.quantile",
+        ),
+        ({"usual": {"interval": "7d"}}, "usual.interval: must be shorter than window (7d)"),
         ({"slo": {"window": "28d"}}, "slo: missing key(s) success_ratio"),
         ({"slo": {"success_ratio": 99}}, "slo.success_ratio: must be in ]0, 1["),
         ({"source": ""}, "source: must not be empty"),

@@ -9,8 +9,10 @@ import pytest
 from devstack.queries import dashboard_queries, substitute
 from ingestion_observability.render import (
     Datasources,
+    Latency,
     RenderConfig,
     Slo,
+    Volume,
     dashboard_uid,
     quote,
     render_dashboard,
@@ -20,6 +22,7 @@ ROWS = [
     "Vue d'ensemble — Ingestion: Health",
     "Fiabilité — Errors & SLAs",
     "Performance — Latency & Throughput",
+    "Volumes — Lignes par exécution",
     "Détails par connecteur — Sources & Objets",
     "Derniers messages d'erreur",
 ]
@@ -60,7 +63,9 @@ def test_global_dashboard_layout() -> None:
         "Timeline des runs",
         "Top sources par durée (p95)",
     ]
-    assert len(layout[ROWS[1]]) == 6 and len(layout[ROWS[2]]) == 5
+    assert len(layout[ROWS[1]]) == 6 and len(layout[ROWS[2]]) == 6
+    assert "Durée p95 par objet et sa durée habituelle" in layout[ROWS[2]]
+    assert layout[ROWS[3]] == ["Lignes par exécution par objet"]
 
 
 def test_variables() -> None:
@@ -110,10 +115,20 @@ def test_loki_tables() -> None:
     details = by_title["Exécutions par connecteur"]
     [organize] = [t for t in details["transformations"] if t["id"] == "organize"]
     columns = list(organize["options"]["renameByName"].values())
-    for column in ("Debut", "Fin", "Duree secondes", "cpu_time", "memory_used", "Description"):
+    for column in ("Debut", "Fin", "Duree secondes", "cpu_time", "memory_used", "Lignes", "Description"):
         assert column in columns
+    assert 'lignes="performance.lignes"' in details["targets"][0]["expr"]
     assert details["fieldConfig"]["defaults"]["custom"]["filterable"] is True
     errors = by_title["Les 5 derniers échecs"]
+    [organize] = [t for t in errors["transformations"] if t["id"] == "organize"]
+    assert list(organize["options"]["renameByName"].values()) == [
+        "Fin",
+        "Source",
+        "Objet",
+        "Lignes",
+        "Description",
+    ]
+    assert 'lignes="performance.lignes"' in errors["targets"][0]["expr"]
     assert errors["targets"][0]["maxLines"] == 5
     assert errors["targets"][0]["expr"].startswith('{job="ingestion-logs", source=~"$source"')
     assert 'etat="FAILED"' in errors["targets"][0]["expr"]
@@ -166,3 +181,30 @@ def test_last_run_stats_count_objets_with_matching_runs() -> None:
         assert objets in by_title[title]["targets"][0]["expr"]
     period = [t["expr"] for t in by_title["Exécutions sur la période"]["targets"]]
     assert all("offset $__range" in expr and "[$__range]" in expr for expr in period)
+
+
+def test_usual_bands_follow_the_alerts() -> None:
+    """Latency and rows per objet against their usual value and the alert's limits: the latency threshold
+    is the alert's own expression, the rows limits the usual ÷ and × the volume factor."""
+    config = RenderConfig(latency=Latency(factor=3), volume=Volume(factor=4))
+    by_title = {p["title"]: p for p in panels(render_dashboard(config))}
+    latency = by_title["Durée p95 par objet et sa durée habituelle"]
+    exprs = [t["expr"] for t in latency["targets"]]
+    assert exprs[0] == 'source_objet:ingestion_duration_seconds:p95_1h{source=~"$source", objet=~"$objet"}'
+    assert exprs[1].startswith("last_over_time(source_objet:ingestion_duration_seconds:p95_1h_median_7d{")
+    assert exprs[2].startswith("clamp_min((3 * (") and exprs[2].endswith(" + 90), 5)")
+    rows = by_title["Lignes par exécution par objet"]
+    exprs = [t["expr"] for t in rows["targets"]]
+    selected = '{source=~"$source", objet=~"$objet"}'
+    usual = f"last_over_time(source_objet:ingestion_last_run_rows:median_7d{selected}[10m])"
+    assert exprs == [
+        f"max by (source, objet) (ingestion_last_run_rows{selected})",
+        usual,
+        f"{usual} / 4",
+        f"{usual} * 4",
+    ]
+    for panel in (latency, rows):
+        styled = {o["matcher"]["options"]: o["properties"] for o in panel["fieldConfig"]["overrides"]}
+        assert styled["B"][0]["value"]["fill"] == "dash"
+        assert all(styled[ref][0]["value"]["fill"] == "dot" for ref in styled if ref != "B")
+        assert len(styled) == len(panel["targets"]) - 1

@@ -22,6 +22,7 @@ from devstack.tools import binary
 from ingestion_observability.render import (
     RenderConfig,
     Slo,
+    Usual,
     dashboard_uid,
     render_dashboard,
     render_rules,
@@ -236,8 +237,8 @@ def test_hostile_source_selects_exactly_itself(tmp_path: Path, source: str) -> N
 def test_sample_data(tmp_path: Path, ingestions: int) -> None:
     """The sample's 72 objets, one run each, each counter appearing at 1, ingested once or twice (a replay
     counts every run again at t=11m; each objet's newest run is unchanged): the last-run stats show
-    71 / 1 / 1.39 % either way, the period's runs 71 / 1 then 142 / 2, and IngestionEchecDetecte fires
-    for the one FAILED run."""
+    71 / 1 / 1.39 % either way, the period's runs 71 / 1 then 142 / 2, IngestionEchecDetecte fires
+    for the one FAILED run, and no volume alert fires."""
     records = json.loads(sample_logs_path().read_text(encoding="utf-8"))
     names = ("source", "etat", "objet", "entreprise", "zone")
     counts = Counter(tuple(r[n.capitalize()] for n in names) for r in records)
@@ -257,6 +258,16 @@ def test_sample_data(tmp_path: Path, ingestions: int) -> None:
             "values": f"_ {int(r['Etat'] == 'SUCCESS')}x30",
         }
         for r in records
+    ]
+    input_series += [  # the runs that report rows (Lignes)
+        {
+            "series": series(
+                "ingestion_last_run_rows", f"{label('source', r['Source'])}, {label('objet', r['Objet'])}"
+            ),
+            "values": f"_ {r['Lignes']}x30",
+        }
+        for r in records
+        if r.get("Lignes") is not None
     ]
     board = render_dashboard(RenderConfig())
     queries = {q.panel: substitute(q.expr) for q in dashboard_queries(board)}
@@ -283,7 +294,16 @@ def test_sample_data(tmp_path: Path, ingestions: int) -> None:
                     "exp_alerts": [
                         echec_detecte("sharepoint_graph", "EventFactureApplication", config=RenderConfig())
                     ],
-                }
+                },
+                # no history: no volume alert, latency against the fixed reference (the sample: 1-3 s)
+                *(
+                    {"eval_time": "25m", "alertname": name, "exp_alerts": []}
+                    for name in (
+                        "IngestionExecutionVide",
+                        "IngestionVolumeAnormal",
+                        "IngestionLatenceDegradee",
+                    )
+                ),
             ],
         },
     )
@@ -351,3 +371,66 @@ def test_entreprise_filter(tmp_path: Path) -> None:
             ],
         },
     )
+
+
+def test_usual_values_of_a_hostile_source(tmp_path: Path) -> None:
+    """Per-source rules for a hostile source and objet learn their own usual values only (a neighbour's
+    same regression alerts nothing), and the descriptions read those values back through the names.
+    `usual.min_history: 1h` keeps the history short (2 h at 5 min)."""
+    source, objet = 'a"b\\c', "{{ $labels.objet }}\nx"
+    config = RenderConfig(source=source, usual=Usual(min_history="1h"))
+    write_rules(tmp_path / "rules.yaml", config)
+    input_series = []
+    for name in (source, source + "_"):
+        labels = f"{label('source', name)}, {label('objet', objet)}"
+        input_series += [
+            {
+                "series": series("source_objet:ingestion_duration_seconds:p95_1h", labels),
+                "values": "1x23 20x12",
+            },
+            {"series": series("ingestion_last_run_rows", labels), "values": "100x23 0x12"},
+            {"series": series("ingestion_last_run_status", labels), "values": "1x35"},
+        ]
+
+    def expected(summary: str, description: str, alert: str) -> dict[str, Any]:
+        return complete(
+            {
+                "exp_labels": {"severity": "warning", "source": source, "objet": objet},
+                "exp_annotations": {
+                    "summary": f"{summary} : {source} / {objet}",
+                    "description": description,
+                    "runbook_url": f"https://runbooks.example.com/ingestion/{alert.lower()}",
+                },
+            },
+            config,
+        )
+
+    latency = expected(
+        "Latence p95 dégradée",
+        f"Durée p95 de 20s pour la source {source}, objet {objet}, sur 1 h : au-delà de 2 × sa durée p95 "
+        "habituelle de 1s (médiane sur 7 j) et du plancher de 5 s.",
+        "IngestionLatenceDegradee",
+    )
+    empty = expected(
+        "Exécution vide",
+        f"La dernière exécution de l'objet {objet} (source {source}) a réussi sans écrire aucune ligne, "
+        "contre 100 habituellement (médiane sur 7 j).",
+        "IngestionExecutionVide",
+    )
+    tests = {
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "5m",
+        "tests": [
+            {
+                "interval": "5m",
+                "input_series": input_series,
+                "alert_rule_test": [
+                    {"eval_time": "2h", "alertname": "IngestionExecutionVide", "exp_alerts": [empty]},
+                    {"eval_time": "2h15m", "alertname": "IngestionLatenceDegradee", "exp_alerts": [latency]},
+                    {"eval_time": "2h15m", "alertname": "IngestionVolumeAnormal", "exp_alerts": []},
+                ],
+            }
+        ],
+    }
+    (tmp_path / "usual.test.yaml").write_text(yaml.safe_dump(tests, allow_unicode=True), encoding="utf-8")
+    assert "SUCCESS" in promtool("test", "rules", "usual.test.yaml", cwd=tmp_path)

@@ -6,7 +6,15 @@ from typing import Any
 
 from devstack.queries import rule_queries
 from devstack.stackcheck import Expected
-from ingestion_observability.render import RenderConfig, Slo, Thresholds, render_rules
+from ingestion_observability.render import (
+    Latency,
+    RenderConfig,
+    Slo,
+    Thresholds,
+    Usual,
+    Volume,
+    render_rules,
+)
 from ingestion_observability.render.config import source_key
 
 ALERTS = list(Expected().alert_rules)  # the seed's names, the stack check's expectations
@@ -34,13 +42,15 @@ def records_of(doc: dict[str, Any]) -> dict[str, str]:
     return {rule["record"]: rule["expr"] for rule in rules_of(doc) if "record" in rule}
 
 
-def test_global_rules_have_the_eleven_alerts_once() -> None:
+def test_global_rules_have_every_alert_once() -> None:
     doc = render_rules(RenderConfig())
     assert [g["name"] for g in doc["groups"]] == [
         "ingestion-records",
+        "ingestion-usual",
         "ingestion-alerts",
         "ingestion-consumer",
     ]
+    assert len(ALERTS) == 13
     assert sorted(a["alert"] for a in alerts_of(doc)) == sorted(ALERTS)
     assert (
         records_of(doc)["kafka_consumer_lag_sum"]
@@ -88,7 +98,25 @@ def test_alert_expressions() -> None:
     assert exprs["IngestionSourceMuette"] == (
         "time() - max by (source) (max_over_time(ingestion_last_run_timestamp[1d])) > 4500"
     )
-    assert exprs["IngestionLatenceDegradee"] == "source:ingestion_duration_seconds:p95_1h > 60"
+    p95 = "source_objet:ingestion_duration_seconds:p95_1h"
+    assert exprs["IngestionLatenceDegradee"] == (
+        f"{p95} > on (source, objet) clamp_min((2 * (last_over_time({p95}_median_7d[10m])"
+        f" and on (source, objet) last_over_time({p95}_age_7d[10m]) >= 86400)"
+        f" or on (source, objet) 0 * {p95} + 60), 5)"
+    )
+    rows = "max by (source, objet) (ingestion_last_run_rows)"
+    usual = (
+        "(last_over_time(source_objet:ingestion_last_run_rows:median_7d[10m]) and on (source, objet)"
+        " last_over_time(source_objet:ingestion_last_run_rows:age_7d[10m]) >= 86400) > 0"
+    )
+    succeeded = "max by (source, objet) (ingestion_last_run_status) == 1"
+    assert exprs["IngestionExecutionVide"] == (
+        f"{usual} and on (source, objet) {rows} == 0 and on (source, objet) {succeeded}"
+    )
+    assert exprs["IngestionVolumeAnormal"] == (
+        f"({rows} < on (source, objet) ({usual}) / 10 or {rows} > on (source, objet) ({usual}) * 10)"
+        f" and on (source, objet) {rows} > 0 and on (source, objet) {succeeded}"
+    )
     assert (
         exprs["IngestionSurconsommationMemoire"]
         == "source_objet:ingestion_memory_usage_bytes:p95_1h > 157286400"
@@ -107,7 +135,7 @@ def test_per_source_rules_are_scoped_and_named_per_source() -> None:
     doc = render_rules(config)
     key = source_key("PowerBI")
     assert [g["name"] for g in doc["groups"]] == [
-        f"ingestion-{g}-{key}" for g in ("records", "alerts", "slo")
+        f"ingestion-{g}-{key}" for g in ("records", "usual", "alerts", "slo")
     ]
     names = {a["alert"] for a in alerts_of(doc)}
     assert names == (set(ALERTS) - CONSUMER_ALERTS) | {"IngestionBudgetErreurSLO"}
@@ -122,9 +150,15 @@ def test_records_are_shared_names_and_threshold_free() -> None:
     per_source = records_of(render_rules(RenderConfig(source="Efficy")))
     assert set(per_source) == set(global_records) - {"kafka_consumer_lag_sum"}
     other_thresholds = Thresholds(
-        failure_ratio=0.5, min_runs=50, silence="3h", latency_factor=5, memory_p95_mb=1, cpu_p95_seconds=1
+        failure_ratio=0.5, min_runs=50, silence="3h", memory_p95_mb=1, cpu_p95_seconds=1
     )
     assert records_of(render_rules(RenderConfig(thresholds=other_thresholds))) == global_records
+    others = RenderConfig(
+        latency=Latency(factor=5, floor_seconds=1, baseline_seconds=9),
+        volume=Volume(factor=3),
+        usual=Usual(min_history="3d", interval="10m"),
+    )
+    assert records_of(render_rules(others)) == global_records
 
 
 def test_filtered_run_records_carry_their_filter_labels() -> None:
@@ -140,6 +174,35 @@ def test_records_only_read_records_defined_before_them() -> None:
         used = set(re.findall(r"\b(source(?:_objet)?:[\w:]+)", rule["expr"]))
         assert used <= seen, rule
         seen.add(rule["record"])
+    # the usual values read the first group's records only (raw series: none)
+    for rule in doc["groups"][1]["rules"]:
+        assert set(re.findall(r"\b(source(?:_objet)?:[\w:]+)", rule["expr"])) <= seen, rule
+        assert not re.search(r"\bingestion_", rule["expr"].replace("source_objet:ingestion_", "")), rule
+
+
+def test_usual_values_have_their_own_slower_group() -> None:
+    """Days of samples per objet: the group is evaluated every `usual.interval`, its subqueries sampled
+    every 5 min whatever evaluates them, and its record names carry the window."""
+    doc = render_rules(RenderConfig(usual=Usual(window="14d", interval="15m")))
+    usual = doc["groups"][1]
+    assert (usual["name"], usual["interval"]) == ("ingestion-usual", "15m")
+    assert list(usual) == ["name", "interval", "rules"]
+    p95 = "source_objet:ingestion_duration_seconds:p95_1h"
+    rows = "source_objet:ingestion_last_run_rows:succeeded"
+    assert {rule["record"]: rule["expr"] for rule in usual["rules"]} == {
+        f"{p95}_median_14d": f"quantile_over_time(0.5, {p95}[14d:5m])",
+        f"{p95}_age_14d": f"time() - min_over_time(timestamp({p95})[14d:5m])",
+        "source_objet:ingestion_last_run_rows:median_14d": f"quantile_over_time(0.5, {rows}[14d:5m])",
+        "source_objet:ingestion_last_run_rows:age_14d": f"time() - min_over_time(timestamp({rows})[14d:5m])",
+    }
+    assert records_of(doc)[rows] == (
+        "max by (source, objet) (ingestion_last_run_rows) and on (source, objet)"
+        " (max by (source, objet) (ingestion_last_run_status) == 1)"
+    )
+    # what reads them takes their last value over two intervals
+    exprs = {a["alert"]: a["expr"] for a in alerts_of(doc)}
+    assert f"last_over_time({p95}_median_14d[30m])" in exprs["IngestionLatenceDegradee"]
+    assert all("interval" not in group for group in doc["groups"] if group is not usual)
 
 
 def test_slo_burn_rate_alerts() -> None:

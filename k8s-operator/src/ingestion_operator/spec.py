@@ -53,8 +53,16 @@ FIELDS = (
     Field("alerts.failureRatePercent", "thresholds.failure_ratio", _percent),
     Field("alerts.failureRateWindow", "thresholds.failure_ratio_window"),
     Field("alerts.minRuns", "thresholds.min_runs"),
-    Field("alerts.latencyBaselineSeconds", "thresholds.latency_baseline_seconds"),
-    Field("alerts.latencyFactor", "thresholds.latency_factor"),
+    Field("alerts.latency.factor", "latency.factor"),
+    Field("alerts.latency.floorSeconds", "latency.floor_seconds"),
+    Field("alerts.latency.baselineSeconds", "latency.baseline_seconds"),
+    # The learned baselines' window and history guard serve the volume alerts too.
+    Field("alerts.latency.usualWindow", "usual.window"),
+    Field("alerts.latency.minHistory", "usual.min_history"),
+    Field("alerts.volume.factor", "volume.factor"),
+    # Former names, kept (see ALIASES).
+    Field("alerts.latencyBaselineSeconds", "latency.baseline_seconds"),
+    Field("alerts.latencyFactor", "latency.factor"),
     Field("alerts.memoryMaxMB", "thresholds.memory_p95_mb"),
     Field("alerts.cpuMaxSeconds", "thresholds.cpu_p95_seconds"),
     Field("alerts.errorBurst.count", "error_burst.count"),
@@ -92,12 +100,24 @@ REQUIRED = {
     "notifications.webhook": ("urlSecret",),
     "notifications.webhook.urlSecret": ("name", "key"),
 }
+# Former field names that still work: each fills the same render config as its successor, and a spec may
+# not give both (the CRD's CEL rules say the same).
+ALIASES = {
+    "alerts.latencyFactor": "alerts.latency.factor",
+    "alerts.latencyBaselineSeconds": "alerts.latency.baselineSeconds",
+}
 # Who is notified is each source's own: the operator's defaults give only the severity and timings.
 _SOURCE_ONLY = {"team": None, "slack": None, "teams": None, "email": (), "webhook": None}
 # Routing labels the operator sets itself.
 NAMESPACE_LABEL = "namespace"
 # Render config sections, for error messages about a whole section.
-_SECTIONS = {"slo": "slo", "error_burst": "alerts.errorBurst"}
+_SECTIONS = {
+    "slo": "slo",
+    "error_burst": "alerts.errorBurst",
+    # errors across fields (min_history against window) name their field, given or not
+    "usual.window": "alerts.latency.usualWindow",
+    "usual.min_history": "alerts.latency.minHistory",
+}
 _UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
 
 
@@ -149,6 +169,11 @@ def _check_present(spec: Mapping[str, Any]) -> None:
     """Required fields, and the routing labels the operator owns."""
     if "source" not in spec:  # without it, the library would render for every source
         raise ConfigError("spec.source: required")
+    for former, field in ALIASES.items():
+        if _get(spec, former) is not None and _get(spec, field) is not None:
+            raise ConfigError(
+                f"spec.{former}: replaced by spec.{field}, which is also set; keep only the latter"
+            )
     for path, names in REQUIRED.items():
         node = _get(spec, path)
         missing = [name for name in names if isinstance(node, Mapping) and node.get(name) is None]

@@ -70,3 +70,21 @@ def runs(window: str, failed: str) -> str:
         f"{{{{ with printf {_go(query)} $labels.source $labels.objet | query }}}}"
         f"{{{{ . | first | value }}}} exécution(s), dont {failed} en échec, sur {duree(window)}{{{{ end }}}}"
     )
+
+
+# The alert's objet in an annotation's query: printf's arguments are $labels.source, $labels.objet.
+OBJET_MATCHERS = ("source=%[1]q", "objet=%[2]q")
+
+
+def if_value(query: str, then: str, otherwise: str) -> str:
+    """`then` when `query` (written with OBJET_MATCHERS) has a result, which `then` reads as
+    `{{ . | first | value }}`; `otherwise` when it has none."""
+    return (
+        f"{{{{ with printf {_go(query)} $labels.source $labels.objet | query }}}}"
+        f"{then}{{{{ else }}}}{otherwise}{{{{ end }}}}"
+    )
+
+
+def usual_value(record: str, config: RenderConfig) -> str:
+    """The objet's usual value (`records.usual`) as a whole number."""
+    return if_value(rec.usual(record, OBJET_MATCHERS, config), '{{ . | first | value | printf "%.0f" }}', "?")

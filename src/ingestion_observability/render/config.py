@@ -67,6 +67,10 @@ def _check_positive(obj: object, *names: str) -> None:
         _check(math.isfinite(value) and value > 0, f"{name}: must be a positive number, got {value!r}")
 
 
+def _check_factor(factor: float) -> None:
+    _check(math.isfinite(factor) and factor > 1, f"factor: must be greater than 1, got {factor!r}")
+
+
 def _check_text(name: str, value: str) -> None:
     _check(value.strip() != "", f"{name}: must not be empty")
     _check(not any("\ud800" <= c <= "\udfff" for c in value), f"{name}: contains a lone surrogate")
@@ -83,8 +87,6 @@ class Thresholds:
     min_runs: int = 5  # ratio alerts stay silent below this many runs in their window
     silence: str = "75m"  # IngestionSourceMuette, on event time
     silence_lookback: str = "1d"  # how long a source is remembered once its gauge is gone
-    latency_baseline_seconds: float = 30.0
-    latency_factor: float = 2.0  # IngestionLatenceDegradee: p95 > factor x baseline
     memory_p95_mb: float = 150.0  # MiB, as the event's memory_used_mb
     cpu_p95_seconds: float = 60.0
     quantile_window: str = "1h"  # window of the recorded p50/p95/p99
@@ -116,8 +118,6 @@ class Thresholds:
         _check(self.min_runs >= 1, f"min_runs: must be >= 1, got {self.min_runs!r}")
         _check_positive(
             self,
-            "latency_baseline_seconds",
-            "latency_factor",
             "memory_p95_mb",
             "cpu_p95_seconds",
             "kafka_lag",
@@ -128,12 +128,63 @@ class Thresholds:
         )
 
     @property
-    def latency_seconds(self) -> float:
-        return self.latency_baseline_seconds * self.latency_factor
-
-    @property
     def memory_bytes(self) -> float:
         return self.memory_p95_mb * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Usual:
+    """The learned baselines: an objet's usual p95 duration and usual rows per run are the medians of its
+    series over `window`, recorded every `interval` (a rule group of their own, see `records`). An objet
+    whose series is younger than `min_history` has no usual yet: its latency is held to the fixed
+    reference (`Latency`), its volume is not alerted."""
+
+    window: str = "7d"
+    min_history: str = "1d"
+    interval: str = "5m"  # evaluation interval of the group recording the usual values
+
+    def __post_init__(self) -> None:
+        _check_durations(self, "window", "min_history", "interval")
+        window = duration_seconds(self.window)
+        # the history is measured within `window`: a longer minimum would never be reached
+        _check(
+            duration_seconds(self.min_history) <= window,
+            f"min_history: must not be longer than window ({self.window})",
+        )
+        _check(
+            duration_seconds(self.interval) < window, f"interval: must be shorter than window ({self.window})"
+        )
+
+
+@dataclass(frozen=True)
+class Latency:
+    """IngestionLatenceDegradee, per objet: its p95 duration (over `thresholds.quantile_window`) above
+    `factor` x its usual p95 and above `floor_seconds`; with less history than `usual.min_history`, above
+    `factor` x `baseline_seconds` (the fixed reference) instead."""
+
+    factor: float = 2.0
+    floor_seconds: float = 5.0  # a p95 below this is never slow, however fast the objet usually is
+    baseline_seconds: float = 30.0  # the reference of an objet without a usual value yet
+
+    def __post_init__(self) -> None:
+        _check_factor(self.factor)
+        _check_positive(self, "floor_seconds", "baseline_seconds")
+
+    @property
+    def fallback_seconds(self) -> float:
+        """The threshold of an objet without enough history."""
+        return self.baseline_seconds * self.factor
+
+
+@dataclass(frozen=True)
+class Volume:
+    """IngestionVolumeAnormal: the newest successful run's rows below the usual / `factor` or above the
+    usual x `factor` (IngestionExecutionVide: 0 rows where the usual is more)."""
+
+    factor: float = 10.0
+
+    def __post_init__(self) -> None:
+        _check_factor(self.factor)
 
 
 @dataclass(frozen=True)
@@ -244,6 +295,9 @@ class RenderConfig:
     entreprise: str | None = None  # narrow ingestion_runs_total and the Loki streams (they carry it)
     zone: str | None = None
     thresholds: Thresholds = field(default_factory=Thresholds)
+    latency: Latency = field(default_factory=Latency)
+    volume: Volume = field(default_factory=Volume)
+    usual: Usual = field(default_factory=Usual)
     error_burst: ErrorBurst = field(default_factory=ErrorBurst)
     slo: Slo | None = None
     routing_labels: Mapping[str, str] = field(default_factory=dict)  # added to every alert
@@ -270,6 +324,11 @@ class RenderConfig:
             )
             # Prometheus expands alert label values as Go templates.
             _check("{{" not in value, f"routing_labels.{name}: must not contain '{{{{'")
+        _check(
+            duration_seconds(self.usual.window) > duration_seconds(self.thresholds.quantile_window),
+            "usual.window: must be longer than thresholds.quantile_window (the usual p95 is a median of "
+            "the p95 over that window)",
+        )
         _check_text("consumer_job", self.consumer_job)
         _check_text("loki_job", self.loki_job)
         for name in ("runbook_base_url", "grafana_url"):

@@ -74,6 +74,7 @@ ROWS = (
     "Vue d'ensemble — Ingestion: Health",
     "Fiabilité — Errors & SLAs",
     "Performance — Latency & Throughput",
+    "Volumes — Lignes par exécution",
     "Détails par connecteur — Sources & Objets",
     "Derniers messages d'erreur",
 )
@@ -93,12 +94,15 @@ DETAIL_FIELDS = {
     "duree_secondes": ("Duree secondes", "s"),
     "cpu_time": ("cpu_time", "s"),
     "memory_used": ("memory_used", "bytes"),
+    "lignes": ("Lignes", "none"),
     "description": ("Description", None),
 }
+# Rows written (event.normalise: null when the run does not report them).
+LIGNES_JSON = 'lignes="performance.lignes"'
 DETAIL_JSON = (
     'debut="debut", fin="fin", duree_secondes="performance.duree_secondes", '
     'cpu_time="performance.cpu_time_sec", memory_used="performance.memory_used_bytes", '
-    'description="description"'
+    f'{LIGNES_JSON}, description="description"'
 )
 
 
@@ -198,6 +202,7 @@ class _Board:
             self._overview(),
             self._reliability(),
             self._performance(),
+            self._volumes(),
             [self._details()],
             [self._errors()],
         ]
@@ -205,7 +210,7 @@ class _Board:
     # Row 1 -----------------------------------------------------------------------------------------
 
     def _overview(self) -> list[Builder[Panel]]:
-        t, m = self.t, self.m
+        t, m, latency = self.t, self.m, self.config.latency
         # One sample per objet, 1 SUCCESS / 0 FAILED; the gauge has no entreprise or zone label, so the
         # objets are those with runs matching the filters.
         last = f"({selector(rec.LAST_STATUS, m.objet)} and on (source, objet) {selector(rec.RUNS, m.runs)})"
@@ -250,10 +255,11 @@ class _Board:
             self._stat(
                 "p95 durée (s)",
                 f"95e centile de la durée des exécutions {since}. Orange au-dessus de la référence "
-                f"({nombre(t.latency_baseline_seconds)} s), "
-                f"rouge au seuil d'alerte ({nombre(t.latency_seconds)} s).",
+                f"({nombre(latency.baseline_seconds)} s), rouge à {nombre(latency.fallback_seconds)} s "
+                "(le seuil d'alerte d'un objet sans historique ; les autres sont comparés à leur durée "
+                "habituelle).",
                 p95,
-                rising(t.latency_baseline_seconds, t.latency_seconds),
+                rising(latency.baseline_seconds, latency.fallback_seconds),
                 unit="s",
                 width=4,
                 decimals=2,
@@ -288,7 +294,7 @@ class _Board:
                 width=10,
                 height=8,
                 unit="s",
-                thresholds=rising(t.latency_baseline_seconds, t.latency_seconds),
+                thresholds=rising(latency.baseline_seconds, latency.fallback_seconds),
             ),
         ]
 
@@ -392,7 +398,7 @@ class _Board:
                 for q in rec.DURATION_QUANTILES
             ]
 
-        latency = rising(t.latency_baseline_seconds, t.latency_seconds)
+        latency = rising(self.config.latency.baseline_seconds, self.config.latency.fallback_seconds)
         p95 = f"95e centile sur {duree(window)} glissante"
         return [
             self._series(
@@ -411,6 +417,7 @@ class _Board:
                 thresholds=latency,
                 width=12,
             ),
+            self._usual_latency(),
             self._series(
                 "Exécutions / 5 min par source",
                 "Nombre d'exécutions terminées sur les 5 dernières minutes.",
@@ -454,7 +461,67 @@ class _Board:
             ),
         ]
 
-    # Rows 4 and 5 (Loki) ---------------------------------------------------------------------------
+    def _usual_latency(self) -> timeseries.Panel:
+        """Each objet's p95 against its usual p95 and the alert's threshold (the learned one, or the fixed
+        reference while the objet has too little history)."""
+        config, m = self.config, self.m
+        latency, usual = config.latency, config.usual
+        legend = "{{source}} / {{objet}}"
+        p95 = selector(rec.quantile_record(rec.DURATION, 95, self.t.quantile_window, per_objet=True), m.objet)
+        return self._band(
+            "Durée p95 par objet et sa durée habituelle",
+            f"95e centile de la durée sur {duree(self.t.quantile_window)} glissante (trait plein), durée "
+            f"p95 habituelle de l'objet, médiane sur {duree(usual.window)} (tirets), et seuil "
+            f"d'IngestionLatenceDegradee (pointillés rouges) : {nombre(latency.factor)} × l'habituelle, au "
+            f"moins {nombre(latency.floor_seconds)} s ; {nombre(latency.fallback_seconds)} s pour un objet "
+            f"de moins de {duree(usual.min_history)} d'historique.",
+            [
+                prom(self.prom_ds, p95, f"p95 {legend}"),
+                prom(
+                    self.prom_ds,
+                    rec.usual(rec.latency_usual_record(config), m.objet, config),
+                    f"habituelle {legend}",
+                ),
+                prom(self.prom_ds, rec.latency_threshold(config, m.objet), f"seuil {legend}"),
+            ],
+            unit="s",
+        )
+
+    # Row 4 -----------------------------------------------------------------------------------------
+
+    def _volumes(self) -> list[Builder[Panel]]:
+        config, m = self.config, self.m
+        usual, factor = config.usual, config.volume.factor
+        legend = "{{source}} / {{objet}}"
+        usual_rows = rec.usual(rec.rows_usual_record(config), m.objet, config)
+        return [
+            self._band(
+                "Lignes par exécution par objet",
+                "Lignes écrites par la dernière exécution de chaque objet (trait plein, objets qui les "
+                f"déclarent), ses lignes habituelles, médiane sur {duree(usual.window)} des exécutions "
+                f"réussies (tirets), et l'intervalle habituel ÷ {nombre(factor)} à × {nombre(factor)} "
+                "(pointillés rouges). Hors de l'intervalle : IngestionVolumeAnormal ; 0 ligne d'une "
+                "exécution réussie : IngestionExecutionVide, dès "
+                f"{duree(usual.min_history)} d'historique.",
+                [
+                    prom(self.prom_ds, rec.last_rows(m.objet), f"lignes {legend}"),
+                    prom(self.prom_ds, usual_rows, f"habituelles {legend}"),
+                    prom(self.prom_ds, f"{usual_rows} / {number(factor)}", f"minimum {legend}"),
+                    prom(self.prom_ds, f"{usual_rows} * {number(factor)}", f"maximum {legend}"),
+                ],
+                unit="none",
+            )
+        ]
+
+    def _band(self, title: str, description: str, targets: list[Target], *, unit: str) -> timeseries.Panel:
+        """A value per objet (A), its usual value (B, dashed) and its alert limits (C and on, dotted red)."""
+        panel = self._series(title, description, targets, unit=unit, width=24)
+        panel = panel.override_by_query("B", [_line("dash", [10, 10])])
+        for ref_id in (chr(ord("C") + i) for i in range(len(targets) - 2)):
+            panel = panel.override_by_query(ref_id, [_line("dot", [0, 10]), fixed_color(RED)])
+        return panel
+
+    # Rows 5 and 6 (Loki) ---------------------------------------------------------------------------
 
     def _details(self) -> table.Panel:
         expr = f"{stream(self.m.stream)} | {var('objet', 'objet')} | json {DETAIL_JSON}"
@@ -473,14 +540,21 @@ class _Board:
     def _errors(self) -> table.Panel:
         expr = (
             f"{stream((*self.m.stream, eq('etat', 'FAILED')))} | {var('objet', 'objet')}"
-            ' | json fin="fin", description="description"'
+            f' | json fin="fin", {LIGNES_JSON}, description="description"'
         )
         return self._table(
             f"Les {LAST_ERRORS} derniers échecs",
-            f"Les {LAST_ERRORS} exécutions FAILED les plus récentes avec leur message d'erreur.",
+            f"Les {LAST_ERRORS} exécutions FAILED les plus récentes avec leur message d'erreur et les "
+            "lignes écrites (vide : non déclarées).",
             logs(self.loki_ds, expr, max_lines=LAST_ERRORS),
-            {"fin": "Fin", "source": "Source", "objet": "Objet", "description": "Description"},
-            {},
+            {
+                "fin": "Fin",
+                "source": "Source",
+                "objet": "Objet",
+                "lignes": "Lignes",
+                "description": "Description",
+            },
+            {"Lignes": "none"},
             height=8,
         )
 
@@ -501,7 +575,7 @@ class _Board:
                 f"Centiles de la durée sur {duree(t.quantile_window)} glissante.",
                 [prom(self.prom_ds, p(rec.DURATION, q), f"p{q}") for q in rec.DURATION_QUANTILES],
                 unit="s",
-                thresholds=rising(t.latency_baseline_seconds, t.latency_seconds),
+                thresholds=rising(self.config.latency.baseline_seconds, self.config.latency.fallback_seconds),
                 width=6,
             ),
             self._series(
@@ -684,6 +758,10 @@ class _Board:
         for name, unit in units.items():
             panel = panel.override_by_name(name, [DynamicConfigValue("unit", unit)])
         return panel
+
+
+def _line(fill: str, dash: list[int]) -> DynamicConfigValue:
+    return DynamicConfigValue("custom.lineStyle", {"fill": fill, "dash": dash})
 
 
 def _stat_panel() -> stat.Panel:

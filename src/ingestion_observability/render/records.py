@@ -7,6 +7,12 @@ series, and a source covered by both the global group and its own group gets the
 (same name, same labels, same window, same result), never two different ones. Thresholds never enter a
 recording rule; `entreprise`/`zone` filters do, so they also become grouping labels of the run records
 (`{source, entreprise}` series cannot collide with the unfiltered `{source}` ones).
+
+The usual values (`usual_recording_rules`) are learned per objet: the median, over `usual.window` (7 d),
+of its p95 duration and of its successful runs' rows, and the age of those series within the same window
+(the history guard). They read days of samples: they have a rule group of their own, evaluated every
+`usual.interval` (5 min), and what reads them takes their last value over two intervals (`usual`), since a
+sample recorded every 5 min is not always within the 5 min an instant lookup looks back.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ RECOVERY = catalog.RECOVERY.sample
 LAST_RUN = catalog.LAST_RUN.sample
 LAST_STATUS = catalog.LAST_STATUS.sample
 LAST_FAILURE = catalog.LAST_FAILURE.sample
+LAST_RUN_ROWS = catalog.LAST_RUN_ROWS.sample  # rows of the newest run that reported them
 IN_PROGRESS = catalog.IN_PROGRESS.sample
 OLDEST_OPEN = catalog.OLDEST_OPEN.sample
 KAFKA_LAG = catalog.KAFKA_LAG.sample
@@ -40,6 +47,12 @@ DURATION_QUANTILES = (50, 95, 99)
 # Multi-window multi-burn-rate pairs (Google SRE workbook, as Sloth and Pyrra): (long, short, factor).
 PAGE_WINDOWS = (("1h", "5m", 14.4), ("6h", "30m", 6.0))
 TICKET_WINDOWS = (("1d", "2h", 3.0), ("3d", "6h", 1.0))
+# Resolution of the usual values' subqueries: a median over 7 d of a series sampled every 5 min reads
+# 2016 points per objet instead of the 20160 of a 30 s series, and a p95 over an hour barely moves in
+# 5 min. Fixed, not the group's interval: a record's value must not depend on who evaluates it.
+USUAL_RESOLUTION = "5m"
+# The newest run's rows while that run succeeded: what the usual rows are learned from.
+ROWS_SUCCEEDED_RECORD = f"source_objet:{LAST_RUN_ROWS}:succeeded"
 
 
 @dataclass(frozen=True)
@@ -90,6 +103,87 @@ def quantile_record(metric: str, quantile: int, window: str, *, per_objet: bool 
 
 def mttr_record(window: str) -> str:
     return f"source:{RECOVERY}:mean{window}"
+
+
+def latency_usual_record(config: RenderConfig) -> str:
+    """The objet's usual p95 duration: the median of its p95 over the usual window."""
+    return f"{_latency_base(config)}_median_{config.usual.window}"
+
+
+def latency_age_record(config: RenderConfig) -> str:
+    """Seconds since the objet's p95 series first had a value, within the usual window (at most that)."""
+    return f"{_latency_base(config)}_age_{config.usual.window}"
+
+
+def rows_usual_record(config: RenderConfig) -> str:
+    """The objet's usual rows per successful run: the median of ROWS_SUCCEEDED_RECORD over the usual
+    window."""
+    return f"source_objet:{LAST_RUN_ROWS}:median_{config.usual.window}"
+
+
+def rows_age_record(config: RenderConfig) -> str:
+    """Seconds since ROWS_SUCCEEDED_RECORD first had a value, within the usual window."""
+    return f"source_objet:{LAST_RUN_ROWS}:age_{config.usual.window}"
+
+
+def _latency_base(config: RenderConfig) -> str:
+    return quantile_record(DURATION, 95, config.thresholds.quantile_window, per_objet=True)
+
+
+def last_rows(matchers: tuple[str, ...]) -> str:
+    """Rows of the objet's newest run that reported them, by (source, objet)."""
+    return f"max by (source, objet) ({selector(LAST_RUN_ROWS, matchers)})"
+
+
+def succeeded(matchers: tuple[str, ...]) -> str:
+    """The objets whose newest run succeeded, by (source, objet)."""
+    return f"max by (source, objet) ({selector(LAST_STATUS, matchers)}) == 1"
+
+
+def usual(record: str, matchers: tuple[str, ...], config: RenderConfig) -> str:
+    """A usual-value record as of now: its last sample within two of its group's intervals."""
+    lookback = _duration_text(2 * duration_seconds(config.usual.interval))
+    return f"last_over_time({selector(record, matchers)}[{lookback}])"
+
+
+def learned(record: str, age_record: str, matchers: tuple[str, ...], config: RenderConfig) -> str:
+    """The usual value of the objets with at least `usual.min_history` of history (the others: none)."""
+    history = duration_seconds(config.usual.min_history)
+    return (
+        f"{usual(record, matchers, config)}"
+        f" and on (source, objet) {usual(age_record, matchers, config)} >= {history}"
+    )
+
+
+def latency_threshold(config: RenderConfig, matchers: tuple[str, ...]) -> str:
+    """IngestionLatenceDegradee's threshold per (source, objet): factor x the usual p95 once the objet has
+    enough history, else factor x the fixed reference; never below the floor."""
+    latency = config.latency
+    p95 = selector(_latency_base(config), matchers)
+    learned_usual = learned(latency_usual_record(config), latency_age_record(config), matchers, config)
+    return (
+        f"clamp_min(({number(latency.factor)} * ({learned_usual})"
+        f" or on (source, objet) 0 * {p95} + {number(latency.fallback_seconds)}),"
+        f" {number(latency.floor_seconds)})"
+    )
+
+
+def usual_recording_rules(config: RenderConfig) -> list[dict[str, str]]:
+    """The usual values and their history, per objet (the group `ingestion-usual`, see the module)."""
+    scope = Scope.of(config)
+    window = f"[{config.usual.window}:{USUAL_RESOLUTION}]"
+    p95 = selector(_latency_base(config), scope.source)
+    rows = selector(ROWS_SUCCEEDED_RECORD, scope.source)
+    # Subqueries of records, not of expressions: each step reads stored samples, nothing is recomputed.
+    return [
+        _record(latency_usual_record(config), f"quantile_over_time(0.5, {p95}{window})"),
+        # The age, not a count of samples: an objet run once a day has a p95 an hour a day, and is known
+        # after a day all the same. The subquery, unlike a recording rule reading its own past values,
+        # sees through the gaps of such series (hours without a run have no p95).
+        _record(latency_age_record(config), f"time() - min_over_time(timestamp({p95}){window})"),
+        _record(rows_usual_record(config), f"quantile_over_time(0.5, {rows}{window})"),
+        _record(rows_age_record(config), f"time() - min_over_time(timestamp({rows}){window})"),
+    ]
 
 
 def run_labels(config: RenderConfig) -> tuple[str, ...]:
@@ -146,6 +240,9 @@ def recording_rules(config: RenderConfig) -> list[dict[str, str]]:
                 # `>= 0` drops the NaN of a window without runs.
                 expr = f"histogram_quantile({number(q / 100)}, sum by ({labels}) ({buckets})) >= 0"
                 rules.append(_record(quantile_record(metric, q, window, per_objet=per_objet), expr))
+    # A failed run's rows say nothing of the objet's usual volume: the usual values read this record.
+    rows = f"{last_rows(scope.source)} and on (source, objet) ({succeeded(scope.source)})"
+    rules.append(_record(ROWS_SUCCEEDED_RECORD, rows))
     mttr = config.thresholds.mttr_window
     total = window_increase(selector(f"{RECOVERY}_sum", scope.source), mttr)
     count = window_count(selector(f"{RECOVERY}_count", scope.source), mttr)
@@ -157,6 +254,11 @@ def consumer_recording_rules(config: RenderConfig) -> list[dict[str, str]]:
     """Consumer-wide records: not per source, rendered only in the global rules."""
     lag = selector(KAFKA_LAG, (eq("job", config.consumer_job),))
     return [_record(KAFKA_LAG_RECORD, f"sum by (topic) ({lag})")]
+
+
+def _duration_text(seconds: int) -> str:
+    unit, size = next((u, n) for u, n in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)) if seconds % n == 0)
+    return f"{seconds // size}{unit}"
 
 
 def _is_long(window: str) -> bool:

@@ -6,8 +6,9 @@ Global rendering (`source` unset, the chart): groups `ingestion-records`, `inges
 Per-source rendering (the operator, one PrometheusRule per source): the same groups minus
 `ingestion-consumer` (consumer-wide, it belongs to the chart), each named `<group>-<source key>` and every
 selector narrowed to `source="<name>"`. Recording rule names are shared on purpose; `records` explains why
-that cannot collide. Alerts carry the same names and labels in both renderings, so Alertmanager merges a
-source alerted by both.
+that cannot collide. Alerts carry the same names in both renderings; the operator adds the source's
+namespace (and its routing labels), and Alertmanager inhibits the chart's twin of a source's own alert
+(`notifications.inhibit_rules`).
 
 Counters appear on first sight (possibly directly at 1): every counter window goes through
 `promql.window_count`, so a first FAILED run fires like any later one.
@@ -46,6 +47,8 @@ def render_rules(config: RenderConfig) -> dict[str, Any]:
     suffix = "" if config.key is None else f"-{config.key}"
     groups = [
         _group(f"ingestion-records{suffix}", rec.recording_rules(config)),
+        # days of samples per objet: evaluated less often than the others (`records`)
+        _group(f"ingestion-usual{suffix}", rec.usual_recording_rules(config), interval=config.usual.interval),
         _group(f"ingestion-alerts{suffix}", _source_alerts(config)),
     ]
     if config.source is None:
@@ -57,8 +60,8 @@ def render_rules(config: RenderConfig) -> dict[str, Any]:
     return {"groups": groups}
 
 
-def _group(name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"name": name, "rules": rules}
+def _group(name: str, rules: list[dict[str, Any]], *, interval: str | None = None) -> dict[str, Any]:
+    return {"name": name, **({"interval": interval} if interval else {}), "rules": rules}
 
 
 def _source_alerts(config: RenderConfig) -> list[dict[str, Any]]:
@@ -78,6 +81,13 @@ def _source_alerts(config: RenderConfig) -> list[dict[str, Any]]:
         return selector(rec.quantile_record(metric, 95, t.quantile_window, per_objet=per_objet), scope.source)
 
     objet, source = "{{ $labels.source }} / {{ $labels.objet }}", "{{ $labels.source }}"
+    latency = config.latency
+    # Rows: the newest run's (reported), and the objet's usual once it has enough history.
+    rows, succeeded = rec.last_rows(scope.source), rec.succeeded(scope.source)
+    # (0 rows usually: an objet often empty is never alerted on its volume)
+    usual_rows = rec.learned(rec.rows_usual_record(config), rec.rows_age_record(config), scope.source, config)
+    usual_rows = f"({usual_rows}) > 0"
+    factor = number(config.volume.factor)
     info = f"0 * topk by (source, objet) (1, {selector(rec.LAST_FAILURE, scope.source)})"
 
     def with_error(expr: str) -> str:
@@ -134,15 +144,17 @@ def _source_alerts(config: RenderConfig) -> list[dict[str, Any]]:
         _alert(
             config,
             "IngestionLatenceDegradee",
-            f"{p95(rec.DURATION, per_objet=False)} > {number(t.latency_seconds)}",
+            # per objet, against its own usual p95 (or the fixed reference while it has too little history)
+            f"{p95(rec.DURATION, per_objet=True)} > on (source, objet) "
+            f"{rec.latency_threshold(config, scope.source)}",
             "warning",
             "Latence p95 dégradée",
-            source,
-            "Durée p95 de {{ $value | humanizeDuration }} pour la source {{ $labels.source }} sur "
-            f"{duree(t.quantile_window)} (seuil {nombre(t.latency_seconds)} s = "
-            f"{nombre(t.latency_factor)} × la référence de {nombre(t.latency_baseline_seconds)} s).",
+            objet,
+            "Durée p95 de {{ $value | humanizeDuration }} pour la source {{ $labels.source }}, objet "
+            f"{{{{ $labels.objet }}}}, sur {duree(t.quantile_window)} : au-delà de "
+            f"{_latency_reference(config)} et du plancher de {nombre(latency.floor_seconds)} s.",
             for_=t.performance_for,
-            notes=_links(config, per_objet=False),
+            notes=_links(config, per_objet=True),
         ),
         _alert(
             config,
@@ -193,7 +205,52 @@ def _source_alerts(config: RenderConfig) -> list[dict[str, Any]]:
             f"(START sans COMPLETE, FAIL ni ABORT ; seuil {duree(t.stuck_run)}).",
             notes=_links(config, per_objet=True),
         ),
+        _alert(
+            config,
+            "IngestionExecutionVide",
+            # the value is the usual rows; an objet usually empty (usual 0) or too young has none
+            f"{usual_rows} and on (source, objet) {rows} == 0 and on (source, objet) {succeeded}",
+            "warning",
+            "Exécution vide",
+            objet,
+            "La dernière exécution de l'objet {{ $labels.objet }} (source {{ $labels.source }}) a réussi "
+            'sans écrire aucune ligne, contre {{ $value | printf "%.0f" }} habituellement (médiane sur '
+            f"{duree(config.usual.window)}).",
+            notes=_links(config, per_objet=True),
+        ),
+        _alert(
+            config,
+            "IngestionVolumeAnormal",
+            # the value is the newest run's rows; 0 rows is IngestionExecutionVide's
+            f"({rows} < on (source, objet) ({usual_rows}) / {factor}"
+            f" or {rows} > on (source, objet) ({usual_rows}) * {factor})"
+            f" and on (source, objet) {rows} > 0 and on (source, objet) {succeeded}",
+            "warning",
+            "Volume anormal",
+            objet,
+            '{{ $value | printf "%.0f" }} ligne(s) écrite(s) par la dernière exécution de l\'objet '
+            "{{ $labels.objet }} (source {{ $labels.source }}), contre "
+            f"{notes.usual_value(rec.rows_usual_record(config), config)} habituellement (médiane sur "
+            f"{duree(config.usual.window)}) : hors de l'intervalle habituel ÷ {nombre(config.volume.factor)}"
+            f" à × {nombre(config.volume.factor)}.",
+            notes=_links(config, per_objet=True),
+        ),
     ]
+
+
+def _latency_reference(config: RenderConfig) -> str:
+    """What the objet's p95 exceeds: its usual p95, or the fixed reference while it has no usual yet."""
+    latency, usual = config.latency, config.usual
+    learned = rec.learned(
+        rec.latency_usual_record(config), rec.latency_age_record(config), notes.OBJET_MATCHERS, config
+    )
+    return notes.if_value(
+        learned,
+        f"{nombre(latency.factor)} × sa durée p95 habituelle de "
+        f"{{{{ . | first | value | humanizeDuration }}}} (médiane sur {duree(usual.window)})",
+        f"{nombre(latency.fallback_seconds)} s = {nombre(latency.factor)} × la référence de "
+        f"{nombre(latency.baseline_seconds)} s (moins de {duree(usual.min_history)} d'historique)",
+    )
 
 
 def _links(config: RenderConfig, *, per_objet: bool) -> dict[str, str]:
