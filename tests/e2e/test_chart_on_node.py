@@ -18,7 +18,9 @@ from devstack.kube import load_manifests
 from devstack.node import KubeNode
 from devstack.stackcheck import scalar
 from devstack.victorialogs import logsql
+from ingestion_observability.render import RenderConfig, render_rules
 from ingestion_observability.sample import sample_logs_path
+from ingestion_operator.spec import parse
 from tests.integration.support import Aggregates, prometheus_aggregates, runs, send_events, wait_until
 
 from .conftest import IMAGES, NAMESPACE, RELEASE, Helm
@@ -240,7 +242,9 @@ def test_operator_in_the_cluster_reconciles_an_ingestion_source(
     wait_until(ready, timeout=120, what=f"IngestionSource {name} Ready")
     table = node.kubectl("-n", NAMESPACE, "get", "ingestionsource", name).splitlines()
     assert table[0].split() == ["NAME", "SOURCE", "READY", "ALERTS", "AGE"]
-    assert table[1].split()[:4] == [name, source["spec"]["source"], "True", "8"]
+    config = parse(source["spec"], RenderConfig(), NAMESPACE).config
+    alerts = sum("alert" in rule for group in render_rules(config)["groups"] for rule in group["rules"])
+    assert table[1].split()[:4] == [name, source["spec"]["source"], "True", str(alerts)]
     rule = node.kubectl_json("-n", NAMESPACE, "get", "prometheusrule", f"ingestion-{name}")
     assert rule["metadata"]["labels"]["release"] == incluster.RELEASE_LABEL
     dashboard = node.kubectl_json("-n", NAMESPACE, "get", "configmap", f"ingestion-dashboard-{name}")

@@ -31,7 +31,7 @@ from devstack.inbox import InboxServer
 from devstack.node import KubeNode
 from tests.integration.support import send_events, wait_until
 
-from .conftest import NAMESPACE, Helm
+from .conftest import NAMESPACE, RELEASE, Helm
 
 pytestmark = pytest.mark.e2e
 
@@ -124,6 +124,10 @@ def setup(release: Helm, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     assert NAMESPACE == incluster.RELEASE_NAMESPACE  # where the Prometheus sends its alerts
     with contextlib.ExitStack() as undo:
         undo.callback(_nothing_left, node)  # last
+        # test_chart_on_node ends by uninstalling the session's release: install it again, and leave as found
+        if not release.installed():
+            release.install()
+            undo.callback(release.run, "uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout=5m")
         inbox = InboxServer.start(tmp_path_factory.mktemp("inbox"), host=node.ip)  # pods reach node.ip
         undo.callback(inbox.stop)
         node.kubectl("create", "namespace", TEAM_NAMESPACE)

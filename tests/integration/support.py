@@ -96,6 +96,7 @@ class Aggregates:
     duration_sum: float
     cpu_sum: float
     memory_sum: float
+    rows: int  # ingestion_rows_total: the runs that report rows
 
     @classmethod
     def of(cls, records: Iterable[dict[str, Any]]) -> Aggregates:
@@ -111,12 +112,14 @@ class Aggregates:
             math.fsum(r.duree for r in runs),
             math.fsum(r.cpu for r in runs if r.cpu is not None),
             math.fsum(r.memory for r in runs if r.memory is not None),
+            sum(r.rows for r in runs if r.rows is not None),
         )
 
     def exactly(self, other: Aggregates) -> bool:
         """Counts equal, sums equal to 1e-9 relative (float additions in another order)."""
         sums = ("duration_sum", "cpu_sum", "memory_sum")
-        return (self.runs, self.failures, self.count) == (other.runs, other.failures, other.count) and all(
+        counts = (self.runs, self.failures, self.count, self.rows)
+        return counts == (other.runs, other.failures, other.count, other.rows) and all(
             math.isclose(getattr(self, name), getattr(other, name), rel_tol=1e-9) for name in sums
         )
 
@@ -182,4 +185,5 @@ def prometheus_aggregates(prometheus_url: str) -> Aggregates:
         one("sum(ingestion_duration_seconds_sum)"),
         one("sum(ingestion_cpu_usage_seconds_sum)"),
         one("sum(ingestion_memory_usage_bytes_sum)"),
+        int(one("sum(ingestion_rows_total)")),
     )

@@ -58,14 +58,19 @@ def stat(pipeline: Pipeline, title: str) -> float:
     return float(pipeline.prometheus.query(substitute(query.expr))[0]["value"][1])
 
 
-def test_prometheus_loaded_the_ten_alerts(pipeline: Pipeline) -> None:
+def test_prometheus_loaded_every_alert(pipeline: Pipeline) -> None:
     groups = pipeline.prometheus.rules()
     alerting = {r["name"] for g in groups for r in g["rules"] if r["type"] == "alerting"}
-    assert alerting == set(ALERTS)  # the seed's nine names and the stuck-run alert
+    assert alerting == set(ALERTS)  # the stack check's expected names
 
     def all_evaluated_ok() -> bool:
-        rules = [r for g in pipeline.prometheus.rules() for r in g["rules"]]
-        return all(r.get("health") == "ok" for r in rules)
+        # the usual values' group runs every 5 min: not evaluated yet ("unknown") is no error; its
+        # expressions run in test_every_rule_expression_runs
+        return all(
+            r.get("health") == "ok" or (g["interval"] > 30 and r.get("health") == "unknown")
+            for g in pipeline.prometheus.rules()
+            for r in g["rules"]
+        )
 
     wait_until(all_evaluated_ok, timeout=30, what="every rule evaluated without error")
 

@@ -43,5 +43,8 @@ def generate_records(
             "cpu_time": round(rng.uniform(0.1, 0.5), 2),
             "memory_used": rng.randint(5 << 20, 20 << 20),
             "Description": "Timeout: ReadTimeout après 30 s" if failed else "Extraction terminée",
+            # rows of a successful run (no draw from `rng`: the other fields stay as they were); a failed
+            # run reports none, which is unknown, not 0
+            **({} if failed else {"Lignes": 100 + (number * 37) % 4900}),
         }
         moment += timedelta(seconds=1)
