@@ -49,6 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--cardinality-runs", type=int, default=10, help="runs per (source, objet) pair")
     parser.add_argument("--operator-sources", type=int, default=200, help="IngestionSources to reconcile")
+    parser.add_argument("--notification-runs", type=int, default=20, help="failures timed to the webhook")
+    parser.add_argument(
+        "--notification-settings",
+        type=int,
+        choices=(1, 2),
+        default=2,
+        help="1: the demo's timings only; 2: also the chart's defaults (about 2 min)",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results.json"), help="JSON results")
     parser.add_argument("--work-dir", type=Path, help="service data and logs (default: a temp dir, removed)")
     parser.add_argument(
@@ -247,9 +255,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
             if "notification" not in args.skip:
                 results["notification"] = {}
-                for timings in (notification.DEMO, notification.CHART):
-                    step(f"time to notification, {timings.name}: 20 failures to the webhook")
-                    results["notification"][timings.name] = notification.measure(services, work, timings)
+                for timings in (notification.DEMO, notification.CHART)[: args.notification_settings]:
+                    step(f"time to notification, {timings.name}: {args.notification_runs} failures")
+                    results["notification"][timings.name] = notification.measure(
+                        services, work, timings, args.notification_runs
+                    )
 
             if "cardinality" not in args.skip:
                 step("cardinality: 10 sources × 50 objets")

@@ -35,6 +35,8 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "--cardinality-runs=1",
         f"--operator-sources={SOURCES}",
         f"--restore-series={RESTORED}",
+        "--notification-runs=3",
+        "--notification-settings=1",
         f"--work-dir={work / 'services'}",
         f"--out={out}",
         "--profile",
@@ -141,3 +143,10 @@ def test_targets(results: dict[str, Any]) -> None:
 def test_results_file_is_ignored_by_git() -> None:
     ignored = (Path(__file__).resolve().parents[2] / ".gitignore").read_text().splitlines()
     assert "bench/results.json" in ignored
+
+
+def test_time_to_notification(results: dict[str, Any]) -> None:
+    [(name, demo)] = results["notification"].items()
+    assert name == "demo" and demo["runs"] == 3
+    positive(demo, "p50_s", "p95_s", "max_s", "limit_s", "to_firing_p50_s", "firing_to_webhook_p50_s")
+    assert demo["p50_s"] <= demo["p95_s"] <= demo["max_s"]
