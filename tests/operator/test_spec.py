@@ -253,8 +253,8 @@ def test_receivers_are_the_sources_own_and_timings_default() -> None:
         }
     )
     notifications = parse({"source": "S"}, defaults).config.notifications
+    # no receiver nor team from the defaults: the equality says so (their defaults are None and ())
     assert notifications == Notifications(repeat_interval="1h", min_severity="critical")
-    assert not notifications.receivers
     email = parse({"source": "S", "notifications": {"email": {"to": ["a@b.c"]}}}, defaults)
     assert email.config.notifications.email == ("a@b.c",)
     assert email.config.notifications.repeat_interval == "1h"

@@ -281,10 +281,6 @@ class Notifications:
         )
         _check_durations(self, "group_wait", "group_interval", "repeat_interval")
 
-    @property
-    def receivers(self) -> bool:
-        return any((self.slack, self.teams, self.email, self.webhook))
-
 
 @dataclass(frozen=True)
 class RenderConfig:
