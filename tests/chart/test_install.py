@@ -239,6 +239,19 @@ def test_operator_rbac_allows_its_work_in_watched_namespaces_only(cluster: Clust
         assert not cluster.can(operator, "watch", "secrets", namespace=namespace)
         assert not cluster.can(operator, "create", "pods", namespace=namespace)
         assert not cluster.can(operator, "delete", "ingestionsources", namespace=namespace, group=group)
+        # spec.jobs: the selected Jobs, their pods by label, the CronJobs' schedules.
+        for verb in ("get", "list", "watch", "patch"):
+            assert cluster.can(operator, verb, "jobs", namespace=namespace, group="batch"), verb
+        for verb in ("create", "update", "delete", "deletecollection"):
+            assert not cluster.can(operator, verb, "jobs", namespace=namespace, group="batch"), verb
+        assert not cluster.can(operator, "patch", "jobs/status", namespace=namespace, group="batch")
+        assert cluster.can(operator, "list", "pods", namespace=namespace)
+        assert not cluster.can(operator, "get", "pods", namespace=namespace)
+        assert not cluster.can(operator, "watch", "pods", namespace=namespace)
+        assert not cluster.can(operator, "get", "pods/log", namespace=namespace)
+        assert cluster.can(operator, "list", "cronjobs", namespace=namespace, group="batch")
+        for verb in ("get", "watch", "patch"):
+            assert not cluster.can(operator, verb, "cronjobs", namespace=namespace, group="batch"), verb
     for namespace in ("default", "kube-system", "kind"):
         assert not cluster.can(
             operator, "create", "prometheusrules", namespace=namespace, group="monitoring.coreos.com"
@@ -246,10 +259,13 @@ def test_operator_rbac_allows_its_work_in_watched_namespaces_only(cluster: Clust
         assert not cluster.can(operator, "list", "ingestionsources", namespace=namespace, group=group)
         assert not cluster.can(operator, "list", "configmaps", namespace=namespace)
         assert not cluster.can(operator, "get", "secrets", namespace=namespace)
+        assert not cluster.can(operator, "list", "jobs", namespace=namespace, group="batch")
+        assert not cluster.can(operator, "list", "pods", namespace=namespace)
     assert cluster.can(operator, "watch", "customresourcedefinitions", group="apiextensions.k8s.io")
     assert cluster.can(operator, "list", "namespaces")
     assert not cluster.can(operator, "delete", "customresourcedefinitions", group="apiextensions.k8s.io")
     assert not cluster.can(operator, "list", "secrets")
+    assert not cluster.can(operator, "list", "jobs", group="batch")  # cluster-wide
     consumer = "system:serviceaccount:rbac:rbac-ingestion-observability-consumer"
     assert not cluster.can(consumer, "list", "configmaps", namespace="rbac")
 
@@ -277,3 +293,114 @@ def test_ingestion_sources_from_values_are_stored(cluster: Cluster) -> None:
                     f"/apis/observability.ingestion.dev/v1alpha1/namespaces/team-a/ingestionsources?{query}"
                 )
                 cluster.plane.create(path, doc)
+
+
+SOURCES_DRY_RUN = "/apis/observability.ingestion.dev/v1alpha1/namespaces/team-a/ingestionsources?" + (
+    urllib.parse.urlencode({"dryRun": "All", "fieldValidation": "Strict"})
+)
+
+
+def _source(name: str, jobs: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "observability.ingestion.dev/v1alpha1",
+        "kind": "IngestionSource",
+        "metadata": {"name": name, "namespace": "team-a"},
+        "spec": {"source": "s", "jobs": jobs},
+    }
+
+
+def _selector(*expressions: dict[str, Any]) -> dict[str, Any]:
+    return {"selector": {"matchExpressions": list(expressions)}}
+
+
+def test_spec_jobs_accepts_a_label_selector_and_defaults_the_silence(cluster: Cluster) -> None:
+    jobs = {
+        "selector": {
+            "matchLabels": {"app.kubernetes.io/part-of": "etl", "tier": "batch"},
+            "matchExpressions": [
+                {"key": "example.com/team", "operator": "In", "values": ["a", "b"]},
+                {"key": "skip", "operator": "DoesNotExist"},
+            ],
+        },
+        "objetLabel": "ingestion.example.com/objet",
+    }
+    stored = cluster.plane.create(SOURCES_DRY_RUN, _source("jobs", jobs))
+    assert stored["spec"]["jobs"] == {**jobs, "silencePeriods": 2}  # the CRD's default
+    stored = cluster.plane.create(
+        SOURCES_DRY_RUN, _source("exists", _selector({"key": "a", "operator": "Exists"}))
+    )
+    assert stored["spec"]["jobs"]["selector"]["matchExpressions"] == [{"key": "a", "operator": "Exists"}]
+
+
+@pytest.mark.parametrize(
+    ("jobs", "message"),
+    [
+        pytest.param({}, "spec.jobs.selector: Required value", id="no-selector"),
+        pytest.param(
+            {"selector": {}},
+            "spec.jobs.selector: Invalid value: the selector needs matchLabels or matchExpressions",
+            id="empty-selector",
+        ),
+        pytest.param(
+            {"selector": {"matchLabels": {}, "matchExpressions": []}},
+            "an empty selector would select every Job of the namespace",
+            id="empty-lists",
+        ),
+        pytest.param(
+            _selector({"key": "a", "operator": "Equals", "values": ["x"]}),
+            'spec.jobs.selector.matchExpressions[0].operator: Unsupported value: "Equals"',
+            id="unknown-operator",
+        ),
+        pytest.param(
+            _selector({"operator": "Exists"}),
+            "spec.jobs.selector.matchExpressions[0].key: Required value",
+            id="no-key",
+        ),
+        pytest.param(
+            _selector({"key": "a", "operator": "In"}),
+            "spec.jobs.selector.matchExpressions[0].values: Invalid value: values must not be empty",
+            id="in-without-values",
+        ),
+        pytest.param(
+            _selector({"key": "a", "operator": "NotIn", "values": []}),
+            "values must not be empty with the operators In and NotIn",
+            id="notin-empty-values",
+        ),
+        pytest.param(
+            _selector({"key": "a", "operator": "Exists", "values": ["x"]}),
+            "values must be empty with the operators Exists and DoesNotExist",
+            id="exists-with-values",
+        ),
+        pytest.param(
+            {"selector": {"matchLabels": {"not a key": "x"}}},
+            "spec.jobs.selector.matchLabels: Invalid value: label keys must be qualified names",
+            id="bad-label-key",
+        ),
+        pytest.param(
+            {"selector": {"matchLabels": {"a": "not a value"}}},
+            "spec.jobs.selector.matchLabels.a in body should match",
+            id="bad-label-value",
+        ),
+        pytest.param(
+            {"selector": {"matchLabels": {"a": "b"}}, "objetLabel": "-objet"},
+            "spec.jobs.objetLabel in body should match",
+            id="bad-objet-label",
+        ),
+        pytest.param(
+            {"selector": {"matchLabels": {"a": "b"}}, "silencePeriods": 0},
+            "spec.jobs.silencePeriods in body should be greater than or equal to 1",
+            id="zero-silence-periods",
+        ),
+        pytest.param(
+            {"selector": {"matchLabels": {"a": "b"}}, "selectors": {}},
+            'unknown field "spec.jobs.selectors"',
+            id="unknown-field",
+        ),
+    ],
+)
+def test_spec_jobs_mistakes_are_refused_by_the_api_server(
+    jobs: dict[str, Any], message: str, cluster: Cluster
+) -> None:
+    with pytest.raises(KubeApiError) as err:
+        cluster.plane.create(SOURCES_DRY_RUN, _source("bad-jobs", jobs))
+    assert message in str(err.value), str(err.value)

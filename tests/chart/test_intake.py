@@ -6,6 +6,8 @@ import shutil
 import subprocess
 from typing import Any
 
+import pytest
+
 from ingestion_observability.intake.cli import build_parser
 
 from .conftest import FULL_OVERRIDES, Render, RenderError
@@ -42,6 +44,18 @@ def test_every_env_var_is_one_the_intake_reads(render: Render) -> None:
     helps = " ".join(action.help or "" for action in build_parser()._actions)
     for name in env_of(container):
         assert f"env {name}," in helps, name
+
+
+def test_the_intake_parses_every_value_the_chart_gives(
+    render: Render, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the Deployment sets is what the intake's flags accept: Helm prints a big number from values as a
+    float (4.194304e+06), which `int` refuses and the pod would crash-loop on."""
+    (container,) = containers(one(render((), (ON,)), "Deployment", "-intake")["spec"]["template"]["spec"])
+    for name, value in env_of(container).items():
+        monkeypatch.setenv(name, value)
+    args = build_parser().parse_args([])
+    assert args.max_body_bytes == 4 * 1024 * 1024 and args.port == 5000
 
 
 def test_without_auth_no_secret_is_needed(render: Render) -> None:

@@ -206,6 +206,16 @@ def test_operator_role_grants_what_the_operator_does_and_nothing_else(value_set:
         assert ("", "events", "create") in granted
         # The notifications' Secrets: read by name, never listed nor watched.
         assert {(g, v) for g, r, v in granted if r == "secrets"} == {("", "get")}
+        # spec.jobs: the selected Jobs watched and patched (finalizer, annotation), re-read before a run is
+        # published; their pods listed by label (never read by name, nor their logs); CronJobs only listed.
+        assert {(g, v) for g, r, v in granted if r == "jobs"} == {
+            ("batch", "get"),
+            ("batch", "list"),
+            ("batch", "watch"),
+            ("batch", "patch"),
+        }
+        assert {(g, v) for g, r, v in granted if r == "pods"} == {("", "list")}
+        assert {(g, v) for g, r, v in granted if r == "cronjobs"} == {("batch", "list")}
         resources = {r for _, r, _ in granted}
         assert resources == {
             "ingestionsources",
@@ -216,6 +226,9 @@ def test_operator_role_grants_what_the_operator_does_and_nothing_else(value_set:
             "configmaps",
             "secrets",
             "events",
+            "jobs",
+            "pods",
+            "cronjobs",
         }
         assert not any(v in ("escalate", "bind", "impersonate") for _, _, v in granted)
 

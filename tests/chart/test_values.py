@@ -220,6 +220,37 @@ SCHEMA_CASES: list[tuple[str, str, Any, str]] = [
     ("duplicate-watched-namespace", "operator.watchNamespaces", ["a", "a"], "/operator/watchNamespaces"),
     ("operator-privileged-port", "operator.healthPort", 80, "/operator/healthPort"),
     ("zero-resync", "operator.resyncSeconds", 0, "/operator/resyncSeconds"),
+    ("operator-jobs-unknown-key", "operator.jobs.intakeURL", "http://i:5000", "/operator/jobs"),
+    (
+        "operator-intake-url-without-scheme",
+        "operator.jobs.intakeUrl",
+        "intake:5000",
+        "/operator/jobs/intakeUrl",
+    ),
+    (
+        "operator-token-secret-bad-name",
+        "operator.jobs.tokenSecret.name",
+        "Intake_Tokens",
+        "/operator/jobs/tokenSecret/name",
+    ),
+    (
+        "operator-token-secret-bad-key",
+        "operator.jobs.tokenSecret.key",
+        "a/b",
+        "/operator/jobs/tokenSecret/key",
+    ),
+    (
+        "operator-zero-publish-timeout",
+        "operator.jobs.publishTimeoutSeconds",
+        0,
+        "/operator/jobs/publishTimeoutSeconds",
+    ),
+    (
+        "operator-endless-publish-timeout",
+        "operator.jobs.publishTimeoutSeconds",
+        3600,
+        "/operator/jobs/publishTimeoutSeconds",
+    ),
     (
         "source-without-spec-source",
         "ingestionSources",

@@ -59,6 +59,9 @@ class FakeApi:
         self.replace_race: dict[str, Any] | None = None  # written by "someone else" just before our replace
         self.secrets: dict[tuple[str, str], dict[str, str]] = {}  # (namespace, name) -> data
         self.secret_reads: list[str] = []
+        self.cronjobs: dict[str, list[dict[str, Any]]] = {}  # namespace -> its CronJobs
+        self.cronjobs_error: ApplyError | None = None  # raised by list_cronjobs (e.g. Forbidden)
+        self.cronjob_reads: list[str] = []
 
     def _store(self, kind: Kind, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
         self.version += 1
@@ -95,6 +98,12 @@ class FakeApi:
         self.secret_reads.append(f"{namespace}/{name}")
         data = self.secrets.get((namespace, name))
         return None if data is None else frozenset(key for key, value in data.items() if value)
+
+    def list_cronjobs(self, namespace: str) -> list[dict[str, Any]]:
+        self.cronjob_reads.append(namespace)
+        if self.cronjobs_error is not None:
+            raise self.cronjobs_error
+        return copy.deepcopy(self.cronjobs.get(namespace, []))
 
     def delete(self, kind: Kind, namespace: str, name: str, uid: str, resource_version: str) -> None:
         live = self.objects[(kind.kind, namespace, name)]

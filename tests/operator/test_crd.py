@@ -49,7 +49,8 @@ def test_names_and_columns() -> None:
     assert definition["spec"]["scope"] == "Namespaced"
     (version,) = definition["spec"]["versions"]
     assert version["name"] == VERSION and version["subresources"] == {"status": {}}
-    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Source", "Ready", "Alerts", "Age"]
+    columns = [c["name"] for c in version["additionalPrinterColumns"]]
+    assert columns == ["Source", "Ready", "Alerts", "Jobs", "Age"]
 
 
 def test_every_spec_field_is_mapped_and_every_mapping_exists() -> None:

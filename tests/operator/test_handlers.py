@@ -37,7 +37,9 @@ def call(
     raw["metadata"] |= {"uid": "uid-1", "generation": 1}
     raw["status"] = status
     body = kopf.Body(cast(kopf.RawBody, raw))
-    memo = Context(config=OperatorConfig(resync_seconds=resync_seconds), api=cast(KubeClient, api))
+    memo = Context(
+        config=OperatorConfig(resync_seconds=resync_seconds), api=cast(KubeClient, api), publisher=None
+    )
     patch = kopf.Patch()
     error = None
     try:

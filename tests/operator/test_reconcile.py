@@ -10,6 +10,7 @@ from ingestion_operator.apply import ApplyError
 from ingestion_operator.children import Kind
 from ingestion_operator.reconcile import reconcile
 from ingestion_operator.settings import ChildSettings
+from ingestion_operator.status import status_patch
 from tests.operator.support import FakeApi, source
 
 SETTINGS = ChildSettings()
@@ -146,3 +147,111 @@ def test_no_receiver_reads_no_secret() -> None:
     api = FakeApi()
     reconcile(api, SETTINGS, owner({"source": "S", "notifications": {"team": "t"}}))
     assert api.secret_reads == []
+
+
+# --- spec.jobs: the CronJobs' per-objet silence alerts ------------------------------------------------------
+
+JOBS_SPEC: dict[str, Any] = {
+    "source": "S",
+    "jobs": {"selector": {"matchLabels": {"app": "ingest"}}, "objetLabel": "ingestion/objet"},
+}
+RULE = ("PrometheusRule", "ns", "ingestion-s")
+
+
+def cronjob(
+    name: str, labels: dict[str, str], schedule: str = "0 2 * * *", suspend: bool = False
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": name, "namespace": "ns"},
+        "spec": {
+            "schedule": schedule,
+            "suspend": suspend,
+            "jobTemplate": {"metadata": {"labels": labels}, "spec": {"template": {"spec": {}}}},
+        },
+    }
+
+
+def silences(api: FakeApi) -> dict[str, str]:
+    """The IngestionObjetMuet rules of the PrometheusRule: objet -> its description."""
+    rules = [rule for group in api.objects[RULE]["spec"]["groups"] for rule in group["rules"]]
+    return {
+        rule["labels"]["objet"]: rule["annotations"]["description"]
+        for rule in rules
+        if rule.get("alert") == "IngestionObjetMuet"
+    }
+
+
+def test_a_selected_cronjob_gets_a_silence_alert() -> None:
+    api = FakeApi()
+    api.cronjobs["ns"] = [
+        cronjob("nightly", {"app": "ingest", "ingestion/objet": "Contact"}),
+        cronjob("hourly", {"app": "ingest"}, "0 * * * *"),  # no objet label: its own name
+        cronjob("other", {"app": "billing"}),  # not the source's
+    ]
+    result = reconcile(api, SETTINGS, owner(JOBS_SPEC))
+    assert result.error is None and result.observed.ready and result.observed.cronjobs == 2
+    assert result.observed.message.endswith(", 2 CronJobs")
+    assert set(silences(api)) == {"Contact", "hourly"}
+    assert "CronJob nightly" in silences(api)["Contact"]
+    assert api.cronjob_reads == ["ns"]
+    without = reconcile(FakeApi(), SETTINGS, owner({"source": "S"})).observed.alerts
+    assert without is not None and result.observed.alerts == without + 2
+
+
+def test_no_spec_jobs_lists_no_cronjobs() -> None:
+    api = FakeApi()
+    result = reconcile(api, SETTINGS, owner({"source": "S"}))
+    assert api.cronjob_reads == [] and result.observed.cronjobs is None
+
+
+def test_cronjobs_unreadable_still_applies_the_children() -> None:
+    api = FakeApi()
+    api.cronjobs_error = ApplyError(
+        'cronjobs.batch is forbidden: User "system:serviceaccount:x:op" cannot list',
+        reason="Forbidden",
+        retryable=False,
+    )
+    result = reconcile(api, SETTINGS, owner(JOBS_SPEC))
+    assert result.changes == ("PrometheusRule ingestion-s created", "ConfigMap ingestion-dashboard-s created")
+    assert (result.observed.ready, result.observed.reason, result.retryable) == (
+        False,
+        "CronJobsUnreadable",
+        True,
+    )
+    assert result.observed.message == (
+        f"{api.cronjobs_error}: no per-objet silence alert (IngestionObjetMuet)"
+    )
+    assert silences(api) == {} and result.observed.rule == "ingestion-s"
+    assert result.observed.cronjobs is None  # status.jobs.cronJobs left as it was
+    api.cronjobs_error = None  # the permission granted: the next resync adds the alerts
+    api.cronjobs["ns"] = [cronjob("nightly", {"app": "ingest", "ingestion/objet": "Contact"})]
+    fixed = reconcile(api, SETTINGS, owner(JOBS_SPEC))
+    assert fixed.observed.ready and fixed.changes == ("PrometheusRule ingestion-s updated",)
+    assert set(silences(api)) == {"Contact"}
+
+
+def test_a_suspended_cronjob_is_named_and_still_alerted() -> None:
+    api = FakeApi()
+    api.cronjobs["ns"] = [
+        cronjob("nightly", {"app": "ingest", "ingestion/objet": "Contact"}, suspend=True),
+        cronjob("weekly", {"app": "ingest"}, "0 3 * * 0"),
+    ]
+    result = reconcile(api, SETTINGS, owner(JOBS_SPEC))
+    assert result.observed.ready and result.observed.suspended == ("nightly",)
+    assert result.observed.message.endswith(", 2 CronJobs (suspended: nightly)")
+    assert status_patch({}, result.observed, "T1")["jobs"] == {"cronJobs": 2, "suspended": ["nightly"]}
+    assert set(silences(api)) == {"Contact", "weekly"}  # a forgotten suspension is what the alert is for
+
+
+def test_an_unreadable_schedule_is_named_without_an_alert() -> None:
+    api = FakeApi()
+    api.cronjobs["ns"] = [
+        cronjob("broken", {"app": "ingest"}, "not a schedule"),
+        cronjob("nightly", {"app": "ingest"}),
+    ]
+    result = reconcile(api, SETTINGS, owner(JOBS_SPEC))
+    assert result.observed.ready and result.observed.cronjobs == 2
+    assert "; no silence alert for CronJob broken: " in result.observed.message
+    assert set(silences(api)) == {"nightly"}

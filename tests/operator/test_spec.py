@@ -18,7 +18,8 @@ from ingestion_observability.render import (
     config_from_mapping,
 )
 from ingestion_observability.render.config import Notifications, SecretRef, Slack
-from ingestion_operator.spec import parse
+from ingestion_operator.jobrun import Selection, Selector
+from ingestion_operator.spec import parse, parse_jobs
 
 FULL = {
     "source": "Efficy",
@@ -334,3 +335,113 @@ def test_routing_labels_the_operator_owns(spec: dict[str, Any], message: str) ->
         with pytest.raises(ConfigError) as info:
             parse(spec, RenderConfig(), namespace)
         assert str(info.value).startswith(message), str(info.value)
+
+
+# --- spec.jobs ----------------------------------------------------------------------------------------------
+
+
+def test_parse_returns_the_jobs_selection_with_the_source() -> None:
+    jobs = {
+        "selector": {
+            "matchLabels": {"app": "ingest"},
+            "matchExpressions": [
+                {"key": "tier", "operator": "In", "values": ["raw", "gold"]},
+                {"key": "skip", "operator": "DoesNotExist"},
+            ],
+        },
+        "objetLabel": "ingestion/objet",
+        "silencePeriods": 3,
+    }
+    parsed = parse({"source": "Efficy", "jobs": jobs}, RenderConfig(), "ns")
+    assert parsed.jobs == Selection(
+        "Efficy",
+        Selector({"app": "ingest"}, (("tier", "In", ("raw", "gold")), ("skip", "DoesNotExist", ()))),
+        "ingestion/objet",
+        3,
+    )
+    assert parse({"source": "Efficy"}, RenderConfig()).jobs is None
+
+
+def test_parse_jobs_defaults() -> None:
+    assert parse_jobs({"jobs": {"selector": {"matchLabels": {"a": "b"}}}}, "S") == Selection(
+        "S", Selector({"a": "b"}), None, 2
+    )
+    assert parse_jobs({}, "S") is None
+
+
+SELECT = {"matchLabels": {"app": "ingest"}}
+
+
+@pytest.mark.parametrize(
+    ("jobs", "message"),
+    [
+        ({}, "spec.jobs.selector: required (a label selector)"),
+        ({"selector": {}}, "spec.jobs.selector: must have matchLabels or matchExpressions"),
+        ({"selector": {"matchLabels": {}, "matchExpressions": []}}, "spec.jobs.selector: must have"),
+        (
+            {"selector": {"matchLabels": {"app": 1}}},
+            "spec.jobs.selector.matchLabels: expected a map of strings",
+        ),
+        (
+            {"selector": {"matchExpressions": [{"key": "k", "operator": "Gt", "values": ["1"]}]}},
+            "spec.jobs.selector.matchExpressions[0]: needs a key and an operator among In, NotIn, Exists, "
+            "DoesNotExist",
+        ),
+        (
+            {"selector": {"matchExpressions": [{"operator": "Exists"}]}},
+            "spec.jobs.selector.matchExpressions[0]: needs a key",
+        ),
+        (
+            {"selector": {"matchExpressions": [{"key": "k", "operator": "Exists", "values": ["v"]}]}},
+            "spec.jobs.selector.matchExpressions[0]: Exists takes no values",
+        ),
+        (
+            {"selector": {**SELECT, "matchExpressions": [{"key": "k", "operator": "In"}]}},
+            "spec.jobs.selector.matchExpressions[0]: In needs values",
+        ),
+        (
+            {"selector": {"matchExpressions": [{"key": "k", "operator": "NotIn", "values": []}]}},
+            "spec.jobs.selector.matchExpressions[0]: NotIn needs values",
+        ),
+        (
+            {"selector": {"matchExpressions": ["k in (a)"]}},
+            "spec.jobs.selector.matchExpressions[0]: expected an object with key, operator and a list of "
+            "values",
+        ),
+        (
+            {"selector": {"matchExpressions": [{"key": "k", "operator": "In", "values": "ab"}]}},
+            "spec.jobs.selector.matchExpressions[0]: expected an object",
+        ),
+        (
+            {"selector": SELECT, "silencePeriods": 0},
+            "spec.jobs.silencePeriods: expected an integer from 1 to 100",
+        ),
+        ({"selector": SELECT, "silencePeriods": 101}, "spec.jobs.silencePeriods: expected an integer from 1"),
+        (
+            {"selector": SELECT, "silencePeriods": True},
+            "spec.jobs.silencePeriods: expected an integer from 1",
+        ),
+        ({"selector": SELECT, "silencePeriods": 2.0}, "spec.jobs.silencePeriods: expected an integer from 1"),
+        ({"selector": SELECT, "objetLabel": 7}, "spec.jobs.objetLabel: expected a label key"),
+        ({"selector": SELECT, "objetLabel": ""}, "spec.jobs.objetLabel: expected a label key"),
+    ],
+)
+def test_parse_jobs_errors(jobs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_jobs({"jobs": jobs}, "S")
+    assert str(info.value).startswith(message), str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("jobs", "message"),
+    [
+        ("yes", "spec.jobs: expected an object, got str"),
+        ({"selector": SELECT, "objet": "x"}, "spec.jobs.objet: unknown field"),
+        ({"selector": {}}, "spec.jobs.selector: must have matchLabels or matchExpressions"),
+    ],
+)
+def test_parse_names_jobs_errors(jobs: Any, message: str) -> None:
+    """Through `parse` (offline rendering too): the same errors, a typo caught."""
+    with pytest.raises(ConfigError) as info:
+        parse({"source": "S", "jobs": jobs}, RenderConfig(), "ns")
+    assert str(info.value).startswith(message), str(info.value)

@@ -114,6 +114,25 @@ def test_full_mapping() -> None:
         ({"datasources": {"loki": "a b"}}, "datasources.loki: invalid Grafana uid 'a b'"),
         ({"runbook_base_url": "wiki/runbooks"}, "runbook_base_url: expected an http"),
         ("not a mapping", "config: expected a mapping, got str"),
+        ({"schedules": [{"objet": "o", "period_seconds": 60}]}, "schedules: only with a source"),
+        ({"source": "s", "schedules": {"objet": "o"}}, "schedules: expected a list, got dict"),
+        ({"source": "s", "schedules": [{"objet": "o"}]}, "schedules[0]: missing key(s) period_seconds"),
+        (
+            {"source": "s", "schedules": [{"objet": "o", "period_seconds": 0}]},
+            "schedules[0].period_seconds: must be > 0",
+        ),
+        (
+            {"source": "s", "schedules": [{"objet": "o", "period_seconds": True}]},
+            "schedules[0].period_seconds: expected an integer, got bool True",
+        ),
+        (
+            {"source": "s", "schedules": [{"objet": "o", "period_seconds": 60, "suspended": "yes"}]},
+            "schedules[0].suspended: expected a boolean, got str 'yes'",
+        ),
+        (
+            {"source": "s", "schedules": [{"objet": "o", "period_seconds": 60, "suspended": 1}]},
+            "schedules[0].suspended: expected a boolean, got int 1",
+        ),
     ],
 )
 def test_invalid_values_name_their_path(data: Any, message: str) -> None:

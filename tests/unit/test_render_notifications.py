@@ -14,7 +14,7 @@ import yaml
 from devstack.tools import binary, tools_dir
 from ingestion_observability.render import RenderConfig, config_from_mapping, render_rules, rules
 from ingestion_observability.render import notifications as routes
-from ingestion_observability.render.config import ConfigError, Notifications, SecretRef, Slack
+from ingestion_observability.render.config import ConfigError, Notifications, ObjetSchedule, SecretRef, Slack
 from tests.chart.support import crd_errors, crd_schemas
 from tests.unit.test_render_promtool import HOSTILE
 
@@ -82,9 +82,12 @@ def test_lowest_severity_and_foreign_alerts(tmp_path: Path) -> None:
 
 
 def test_every_alert_name_is_routed_and_the_inhibited_exist() -> None:
+    # the chart's rules, and a source's own with an objet a CronJob runs
+    configs = (RenderConfig(), RenderConfig(source="s", schedules=(ObjetSchedule("o", period_seconds=60),)))
     rendered = {
         rule["alert"]
-        for group in render_rules(RenderConfig())["groups"]
+        for config in configs
+        for group in render_rules(config)["groups"]
         for rule in group["rules"]
         if "alert" in rule
     }

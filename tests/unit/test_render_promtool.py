@@ -20,6 +20,7 @@ import yaml
 from devstack.queries import dashboard_queries, substitute
 from devstack.tools import binary
 from ingestion_observability.render import (
+    ObjetSchedule,
     RenderConfig,
     Slo,
     Usual,
@@ -47,6 +48,7 @@ HOSTILE = [
 RUN_LABELS = 'objet="o", entreprise="akonovia", zone="1-Raw"'
 ERROR = 'HTTP 504 "Gateway Timeout"\nréessai échoué : '
 FAILED_AT = 1_765_000_000
+P95_RECORD = "source_objet:ingestion_duration_seconds:p95_1h"
 
 
 def utc(epoch: int) -> str:
@@ -158,7 +160,16 @@ def panel(board: dict[str, Any], title: str) -> dict[str, Any]:
         RenderConfig(
             source="PowerBI", objets=("workspaces", "datasets"), entreprise="akonovia", zone="1-Raw"
         ),
-        *(RenderConfig(source=name, slo=Slo(0.99), entreprise=name, zone=name) for name in HOSTILE),
+        *(
+            RenderConfig(
+                source=name,
+                slo=Slo(0.99),
+                entreprise=name,
+                zone=name,
+                schedules=(ObjetSchedule(name, 60), ObjetSchedule("o", 86400, periods=3)),
+            )
+            for name in HOSTILE
+        ),
     ],
     ids=["defaults", "slo", "per-source", *(f"hostile-{i}" for i in range(len(HOSTILE)))],
 )
@@ -434,3 +445,70 @@ def test_usual_values_of_a_hostile_source(tmp_path: Path) -> None:
     }
     (tmp_path / "usual.test.yaml").write_text(yaml.safe_dump(tests, allow_unicode=True), encoding="utf-8")
     assert "SUCCESS" in promtool("test", "rules", "usual.test.yaml", cwd=tmp_path)
+
+
+@pytest.mark.parametrize("learned", [True, False], ids=["learned-usual", "fixed-reference"])
+def test_objet_silence(tmp_path: Path, learned: bool) -> None:
+    """IngestionObjetMuet for a CronJob running every minute (period 60 s, 2 periods): the run that ended
+    at 0 fires just after 2 x 60 s + the usual duration, not at it; the usual is the learned p95 (100 s) or,
+    without enough history, the fixed reference (30 s). A hostile source and objet select themselves only:
+    the same source's unscheduled objet, a neighbour source's, and a scheduled objet that never ran do not
+    fire."""
+    source, objet = 'a"b\\c', "{{ $labels.objet }}\nx"
+    schedule = ObjetSchedule(objet, 60, cronjob="export", schedule="* * * * *", suspended=True)
+    config = RenderConfig(source=source, schedules=(schedule, ObjetSchedule("jamais", 60)))
+    write_rules(tmp_path / "rules.yaml", config)
+    usual = 100 if learned else 30
+    threshold = 2 * 60 + usual
+    labels = f"{label('source', source)}, {label('objet', objet)}"
+    input_series = [
+        {"series": series("ingestion_last_run_timestamp", other), "values": "0x60"}
+        for other in (
+            labels,
+            f"{label('source', source)}, {label('objet', objet + '_')}",
+            f"{label('source', source + '_')}, {label('objet', objet)}",
+        )
+    ]
+    if learned:
+        input_series += [
+            {"series": series(f"{P95_RECORD}_median_7d", labels), "values": f"{usual}x60"},
+            {"series": series(f"{P95_RECORD}_age_7d", labels), "values": "90000x60"},
+        ]
+    reference = (
+        "durée p95 habituelle de 1m 40s, médiane sur 7 j"
+        if learned
+        else "référence de 30 s, moins de 1 j d'historique"
+    )
+    elapsed = threshold + 10
+    expected = {
+        "exp_labels": {"severity": "warning", "source": source, "objet": objet},
+        "exp_annotations": {
+            "summary": f"Objet muet (planification) : {source} / {objet}",
+            "description": f"Aucune exécution de l'objet {objet} (source {source}) terminée depuis "
+            f"{elapsed // 60}m {elapsed % 60}s : au-delà de 2 périodes de 1 min (CronJob export, "
+            f"planification « * * * * * », fuseau UTC) plus la durée habituelle de l'objet ({reference}). "
+            "Le CronJob export est suspendu (spec.suspend) : aucune exécution n'est planifiée tant qu'il "
+            "l'est.",
+            "runbook_url": "https://runbooks.example.com/ingestion/ingestionobjetmuet",
+        },
+    }
+    tests = {
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "10s",
+        "tests": [
+            {
+                "interval": "10s",
+                "input_series": input_series,
+                "alert_rule_test": [
+                    {"eval_time": f"{threshold}s", "alertname": "IngestionObjetMuet", "exp_alerts": []},
+                    {
+                        "eval_time": f"{elapsed}s",
+                        "alertname": "IngestionObjetMuet",
+                        "exp_alerts": [complete(expected, config)],
+                    },
+                ],
+            }
+        ],
+    }
+    (tmp_path / "silence.test.yaml").write_text(yaml.safe_dump(tests, allow_unicode=True), encoding="utf-8")
+    assert "SUCCESS" in promtool("test", "rules", "silence.test.yaml", cwd=tmp_path)

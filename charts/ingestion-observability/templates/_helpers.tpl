@@ -159,6 +159,39 @@ fullname rule: just the release name when it contains "loki"; loki.fullnameOverr
 {{- toJson (uniq $namespaces) -}}
 {{- end -}}
 
+{{/*
+The intake's base URL the operator publishes the Jobs' runs to (INGESTION_OPERATOR_INTAKE_URL):
+operator.jobs.intakeUrl, else this release's intake Service when intake.enabled, else "" (no URL: the sources'
+Jobs are reported as not observed).
+*/}}
+{{- define "ingestion-observability.operatorIntakeUrl" -}}
+{{- if .Values.operator.jobs.intakeUrl -}}
+{{- .Values.operator.jobs.intakeUrl | trimSuffix "/" -}}
+{{- else if .Values.intake.enabled -}}
+{{- printf "http://%s-intake.%s.svc:%d" (include "ingestion-observability.fullname" .) .Release.Namespace (int .Values.intake.port) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The Secret key holding the operator's intake token, as JSON {"name": ..., "key": ...}, or "" for none:
+operator.jobs.tokenSecret, else this release's intake tokens (intake.auth.tokenSecret) when the intake is
+deployed with auth (the operator sends the file's first token).
+*/}}
+{{- define "ingestion-observability.operatorIntakeTokenSecret" -}}
+{{- $own := .Values.operator.jobs.tokenSecret -}}
+{{- $intake := .Values.intake -}}
+{{- if $own.name -}}
+{{- toJson (dict "name" $own.name "key" $own.key) -}}
+{{- else if and $intake.enabled $intake.auth.enabled -}}
+{{- toJson (dict "name" $intake.auth.tokenSecret.name "key" $intake.auth.tokenSecret.key) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Where the operator's intake token is mounted (a directory: the Secret volume holds the file "token"). */}}
+{{- define "ingestion-observability.operatorIntakeTokenDir" -}}
+/var/run/secrets/ingestion-operator/intake
+{{- end -}}
+
 {{/* Service account names. */}}
 {{- define "ingestion-observability.serviceAccountName" -}}
 {{- $root := index . 0 -}}

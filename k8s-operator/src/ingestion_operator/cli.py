@@ -18,6 +18,7 @@ from ingestion_observability.settings import add_flag
 from ingestion_operator import children, handlers, spec
 from ingestion_operator.children import API_VERSION, KIND
 from ingestion_operator.client import KubeClient, load_client
+from ingestion_operator.intake import IntakePublisher
 from ingestion_operator.settings import (
     ChildSettings,
     add_child_flags,
@@ -126,6 +127,11 @@ def _run(args: argparse.Namespace) -> int:
     logging.getLogger("kopf.objects").addFilter(_not_routine)
     registry = kopf.OperatorRegistry()
     handlers.register(registry, config)
+    publisher = (
+        None
+        if config.intake_url is None
+        else IntakePublisher(config.intake_url, config.intake_token_file, config.publish_timeout)
+    )
     kopf.run(
         registry=registry,
         settings=handlers.kopf_settings(config),
@@ -135,7 +141,9 @@ def _run(args: argparse.Namespace) -> int:
         namespaces=config.namespaces,
         clusterwide=not config.namespaces,
         liveness_endpoint=args.liveness,
-        memo=handlers.Context(config=config, api=KubeClient(load_client(config.workers))),
+        memo=handlers.Context(
+            config=config, api=KubeClient(load_client(config.workers)), publisher=publisher
+        ),
     )
     return 0
 

@@ -10,10 +10,19 @@ from typing import Any, cast
 
 import kubernetes
 import urllib3
-from kubernetes.client import ApiClient, ApiException, CoreV1Api, CustomObjectsApi, V1ConfigMap
+from kubernetes.client import (
+    ApiClient,
+    ApiException,
+    BatchV1Api,
+    CoreV1Api,
+    CustomObjectsApi,
+    V1ConfigMap,
+)
+from kubernetes.watch import Watch
 
 from ingestion_operator.apply import ApplyError
 from ingestion_operator.children import CONFIG_MAP, GROUP, PLURAL, VERSION, Kind
+from ingestion_operator.jobrun import CONTROLLER_UID_LABELS
 
 TIMEOUT = 30.0
 FIELD_MANAGER = "ingestion-operator"
@@ -32,11 +41,15 @@ def load_client(pool_size: int) -> ApiClient:
 
 class KubeClient:
     """`reconcile.Api`: children as custom objects (PrometheusRule, AlertmanagerConfig) or ConfigMaps,
-    Secret keys; plus source reads."""
+    Secret keys, CronJobs; `recorder.JobApi`: Jobs and their pods; plus source reads and status writes.
+
+    Jobs, pods and CronJobs are read as plain JSON (`_preload_content=False`): the recorder works on the
+    API's field names, as kopf gives them."""
 
     def __init__(self, api_client: ApiClient) -> None:
         self._custom = CustomObjectsApi(api_client)
         self._core = CoreV1Api(api_client)
+        self._batch = BatchV1Api(api_client)
 
     def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
         with _errors(f"get {kind.kind} {namespace}/{name}"):
@@ -132,6 +145,92 @@ class KubeClient:
                     return None
                 raise
         return frozenset(key for key, value in (secret.data or {}).items() if value)
+
+    def list_cronjobs(self, namespace: str) -> list[dict[str, Any]]:
+        with _errors(f"list CronJobs in {namespace}"):
+            response: Any = self._batch.list_namespaced_cron_job(
+                namespace, _request_timeout=TIMEOUT, _preload_content=False
+            )
+        return cast(list[dict[str, Any]], json.loads(response.data)["items"])
+
+    def list_jobs(self, namespace: str) -> tuple[list[dict[str, Any]], str]:
+        with _errors(f"list Jobs in {namespace}"):
+            response: Any = self._batch.list_namespaced_job(
+                namespace, _request_timeout=TIMEOUT, _preload_content=False
+            )
+        data = json.loads(response.data)
+        return data["items"], data["metadata"]["resourceVersion"]
+
+    def watch_jobs(
+        self, namespace: str, resource_version: str, timeout: int
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        with _errors(f"watch Jobs in {namespace}"):
+            stream = Watch().stream(  # type: ignore[no-untyped-call]
+                self._batch.list_namespaced_job,
+                namespace,
+                resource_version=resource_version,
+                allow_watch_bookmarks=False,
+                timeout_seconds=timeout,
+                _request_timeout=timeout + TIMEOUT,
+                deserialize=False,
+            )
+            for event in stream:
+                if event["type"] in ("ADDED", "MODIFIED", "DELETED"):
+                    yield event["type"], event["object"]
+
+    def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        with _errors(f"get Job {namespace}/{name}"):
+            try:
+                response: Any = self._batch.read_namespaced_job(
+                    name, namespace, _request_timeout=TIMEOUT, _preload_content=False
+                )
+            except ApiException as exc:
+                if exc.status == 404:
+                    return None
+                raise
+        return cast(dict[str, Any], json.loads(response.data))
+
+    def patch_job(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        with _errors(f"patch Job {namespace}/{name}"):
+            response: Any = self._batch.patch_namespaced_job(
+                name,
+                namespace,
+                dict(patch),
+                field_manager=FIELD_MANAGER,
+                _request_timeout=TIMEOUT,
+                _preload_content=False,
+                _content_type="application/merge-patch+json",
+            )
+        return cast(dict[str, Any], json.loads(response.data))
+
+    def list_pods(self, namespace: str, controller_uid: str) -> list[dict[str, Any]]:
+        """The Job's pods, by the label the Job controller puts on them (the current one, else the old)."""
+        with _errors(f"list the pods of Job uid {controller_uid} in {namespace}"):
+            for label in CONTROLLER_UID_LABELS:
+                response: Any = self._core.list_namespaced_pod(
+                    namespace,
+                    label_selector=f"{label}={controller_uid}",
+                    _request_timeout=TIMEOUT,
+                    _preload_content=False,
+                )
+                if items := json.loads(response.data)["items"]:
+                    return cast(list[dict[str, Any]], items)
+        return []
+
+    def patch_source_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+        """A JSON merge patch of the IngestionSource's status (the Jobs' part: the daemon's own writes)."""
+        with _errors(f"patch the status of IngestionSource {namespace}/{name}"):
+            self._custom.patch_namespaced_custom_object_status(
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                {"status": dict(patch)},
+                field_manager=FIELD_MANAGER,
+                _request_timeout=TIMEOUT,
+                _content_type="application/merge-patch+json",
+            )
 
     def _custom_call(self, method: str, kind: Kind, namespace: str, **kwargs: Any) -> dict[str, Any]:
         if "body" in kwargs:

@@ -35,6 +35,9 @@ class OperatorConfig:
     namespaces: tuple[str, ...] = ()  # empty: every namespace
     resync_seconds: float = 60.0  # drift repair period, besides watching the children; 0: none
     workers: int = 16  # threads for the (blocking) handlers
+    intake_url: str | None = None  # where Jobs' runs are published; None: Jobs are not recorded
+    intake_token_file: Path | None = None
+    publish_timeout: float = 10.0
 
 
 def add_child_flags(parser: argparse.ArgumentParser) -> None:
@@ -97,6 +100,29 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     add_flag(parser, "--workers", "INGESTION_OPERATOR_WORKERS", "16", "handler threads", type=int)
     add_flag(
         parser,
+        "--intake-url",
+        "INGESTION_OPERATOR_INTAKE_URL",
+        None,
+        "the intake's base URL, where the runs of the Jobs sources select are published; none: not recorded",
+    )
+    add_flag(
+        parser,
+        "--intake-token-file",
+        "INGESTION_OPERATOR_INTAKE_TOKEN_FILE",
+        None,
+        "file whose first line is the intake's bearer token (re-read at each request)",
+        type=Path,
+    )
+    add_flag(
+        parser,
+        "--publish-timeout",
+        "INGESTION_OPERATOR_PUBLISH_TIMEOUT",
+        "10",
+        "seconds the intake has to answer (it answers once Kafka acknowledged)",
+        type=float,
+    )
+    add_flag(
+        parser,
         "--liveness",
         "INGESTION_OPERATOR_LIVENESS",
         None,
@@ -135,9 +161,16 @@ def operator_config(args: argparse.Namespace) -> OperatorConfig:
         raise ConfigError("--resync-seconds: must not be negative (0 disables the timer)")
     if args.workers < 1:
         raise ConfigError("--workers: must be >= 1")
+    if args.publish_timeout <= 0:
+        raise ConfigError("--publish-timeout: must be positive")
+    if args.intake_url and not args.intake_url.startswith(("http://", "https://")):
+        raise ConfigError(f"--intake-url: expected an http(s) URL, got {args.intake_url!r}")
     return OperatorConfig(
         children=child_settings(args),
         namespaces=namespaces,
         resync_seconds=args.resync_seconds,
         workers=args.workers,
+        intake_url=args.intake_url or None,
+        intake_token_file=args.intake_token_file,
+        publish_timeout=args.publish_timeout,
     )

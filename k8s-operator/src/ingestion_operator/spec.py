@@ -19,6 +19,7 @@ from typing import Any
 
 from ingestion_observability.render import ConfigError, RenderConfig, config_from_mapping
 from ingestion_observability.render.config import duration_seconds
+from ingestion_operator.jobrun import Selection, Selector
 
 
 def _minutes(value: object) -> str:
@@ -88,7 +89,15 @@ FIELDS = (
 )
 # Spec fields that are not render config: the schema checks expectedEveryMinutes against the silence
 # threshold; the dashboard ones decide the ConfigMap.
-OTHER_FIELDS = ("schedule.expectedEveryMinutes", "dashboard.enabled", "dashboard.folder")
+OTHER_FIELDS = (
+    "schedule.expectedEveryMinutes",
+    "dashboard.enabled",
+    "dashboard.folder",
+    "jobs.selector.matchLabels",
+    "jobs.selector.matchExpressions",
+    "jobs.objetLabel",
+    "jobs.silencePeriods",
+)
 # Objects whose fields are all required once the object is given (as the CRD's `required` says): checked
 # here for specs rendered offline, in CRD terms (the library would name its own keys).
 REQUIRED = {
@@ -126,6 +135,7 @@ class SourceSpec:
     config: RenderConfig
     dashboard: bool
     folder: str | None  # None: the operator's default folder
+    jobs: Selection | None = None  # None: no Jobs observed
 
 
 def parse(spec: Mapping[str, Any], defaults: RenderConfig, namespace: str | None = None) -> SourceSpec:
@@ -162,7 +172,50 @@ def parse(spec: Mapping[str, Any], defaults: RenderConfig, namespace: str | None
     folder = _get(spec, "dashboard.folder")
     if not isinstance(enabled, bool | None) or not isinstance(folder, str | None):
         raise ConfigError("spec.dashboard: enabled must be a boolean and folder a string")
-    return SourceSpec(config=config, dashboard=enabled is not False, folder=folder)
+    jobs = parse_jobs(spec, config.source or "")
+    return SourceSpec(config=config, dashboard=enabled is not False, folder=folder, jobs=jobs)
+
+
+_OPERATORS = {"In": True, "NotIn": True, "Exists": False, "DoesNotExist": False}  # -> values required
+
+
+def parse_jobs(spec: Mapping[str, Any], source: str) -> Selection | None:
+    """`spec.jobs` (None when absent); ConfigError as the CRD's schema and CEL rules would say it, for
+    specs rendered offline."""
+    jobs = spec.get("jobs")
+    if jobs is None:
+        return None
+    if not isinstance(jobs, Mapping):
+        raise ConfigError("spec.jobs: expected an object")
+    selector = jobs.get("selector")
+    if not isinstance(selector, Mapping):
+        raise ConfigError("spec.jobs.selector: required (a label selector)")
+    labels = selector.get("matchLabels") or {}
+    if not isinstance(labels, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+    ):
+        raise ConfigError("spec.jobs.selector.matchLabels: expected a map of strings")
+    expressions = []
+    for i, item in enumerate(selector.get("matchExpressions") or []):
+        where = f"spec.jobs.selector.matchExpressions[{i}]"
+        if not isinstance(item, Mapping) or not isinstance(item.get("values") or [], list):
+            raise ConfigError(f"{where}: expected an object with key, operator and a list of values")
+        key, operator, values = item.get("key"), item.get("operator"), item.get("values") or []
+        if not isinstance(key, str) or operator not in _OPERATORS:
+            raise ConfigError(f"{where}: needs a key and an operator among {', '.join(_OPERATORS)}")
+        if _OPERATORS[operator] != bool(values):
+            need = "needs values" if _OPERATORS[operator] else "takes no values"
+            raise ConfigError(f"{where}: {operator} {need}")
+        expressions.append((key, operator, tuple(str(v) for v in values)))
+    if not labels and not expressions:  # would select every Job of the namespace
+        raise ConfigError("spec.jobs.selector: must have matchLabels or matchExpressions")
+    objet_label = jobs.get("objetLabel")
+    periods = jobs.get("silencePeriods", 2)
+    if objet_label is not None and (not isinstance(objet_label, str) or not objet_label):
+        raise ConfigError("spec.jobs.objetLabel: expected a label key")
+    if not isinstance(periods, int) or isinstance(periods, bool) or not 1 <= periods <= 100:
+        raise ConfigError(f"spec.jobs.silencePeriods: expected an integer from 1 to 100, got {periods!r}")
+    return Selection(source, Selector(dict(labels), tuple(expressions)), objet_label, periods)
 
 
 def _check_present(spec: Mapping[str, Any]) -> None:

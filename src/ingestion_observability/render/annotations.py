@@ -27,6 +27,11 @@ def _go(text: str) -> str:
     return json.dumps(text)
 
 
+def literal(text: str) -> str:
+    """A Go template that renders `text` unchanged (Prometheus expands alert label values too)."""
+    return text.replace("{{", '{{ "{{" }}')
+
+
 def dashboard_link(config: RenderConfig, *, per_objet: bool) -> str:
     """The source's dashboard (the overview, or its own per-source one) with source and objet selected."""
     url = f"{config.grafana_url.rstrip('/')}/d/{dashboard_uid(config.source)}/?orgId=1"

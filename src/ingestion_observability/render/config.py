@@ -283,6 +283,32 @@ class Notifications:
 
 
 @dataclass(frozen=True)
+class ObjetSchedule:
+    """IngestionObjetMuet for an objet run by a CronJob: no run ended for `periods` periods of its schedule
+    (`period_seconds`: the longest gap between two runs) plus its usual duration. The CronJob's name,
+    schedule, time zone (the one the schedule is read in, a `CRON_TZ=` prefix's included; empty: UTC) and
+    suspension are what the description says of it."""
+
+    objet: str
+    period_seconds: int
+    periods: int = 2
+    cronjob: str = ""
+    schedule: str = ""
+    time_zone: str = ""
+    suspended: bool = False  # a forgotten suspension is what the alert is for: it still fires, and says so
+
+    def __post_init__(self) -> None:
+        _check_text("objet", self.objet)
+        _check(self.period_seconds > 0, f"period_seconds: must be > 0, got {self.period_seconds!r}")
+        _check(self.periods >= 1, f"periods: must be >= 1, got {self.periods!r}")
+        for name in ("cronjob", "schedule", "time_zone"):
+            value = getattr(self, name)
+            if value:
+                _check_text(name, value)
+                _check("{{" not in value, f"{name}: must not contain '{{{{'")
+
+
+@dataclass(frozen=True)
 class RenderConfig:
     """What to render. With `source` set, everything is scoped to that one source (operator use)."""
 
@@ -303,6 +329,7 @@ class RenderConfig:
     runbook_base_url: str = "https://runbooks.example.com/ingestion"
     grafana_url: str = "http://localhost:3000"  # the notifications' links to dashboards and logs
     notifications: Notifications = field(default_factory=Notifications)
+    schedules: tuple[ObjetSchedule, ...] = ()  # the objets run by CronJobs (per-source rendering only)
 
     def __post_init__(self) -> None:
         for name in ("source", "entreprise", "zone"):
@@ -312,6 +339,10 @@ class RenderConfig:
         for objet in self.objets:
             _check_text("objets", objet)
         _check(len(set(self.objets)) == len(self.objets), "objets: duplicate entries")
+        scheduled = [schedule.objet for schedule in self.schedules]
+        _check(len(set(scheduled)) == len(scheduled), "schedules: duplicate objets")
+        # a CronJob belongs to one source: its alert, to that source's own rules
+        _check(not self.schedules or self.source is not None, "schedules: only with a source")
         for name, value in self.routing_labels.items():
             _check(bool(_LABEL_NAME.fullmatch(name)), f"routing_labels: invalid label name {name!r}")
             _check(
@@ -402,5 +433,7 @@ def _convert(hint: Any, value: object, path: str) -> object:
         return float(value)
     if hint in (int, str) and isinstance(value, hint) and not isinstance(value, bool):
         return value
-    expected = {float: "a number", int: "an integer", str: "a string"}.get(hint, str(hint))
+    if hint is bool and isinstance(value, bool):
+        return value
+    expected = {float: "a number", int: "an integer", str: "a string", bool: "a boolean"}.get(hint, str(hint))
     raise ConfigError(f"{path}: expected {expected}, got {type(value).__name__} {value!r}")

@@ -8,9 +8,10 @@ One route tree, three renderings:
   reference.
 
 Grouping is by (alertname, source): 30 objets of one source failing together make one notification.
-Alerts the consumer causes when it is down or not ready (silent sources, lag, stuck runs) are inhibited
-while `IngestionConsumerNonPret` fires; that alert is `info`, below every route's lowest severity, so it
-is never sent itself. A source's own alert (the operator's rules) inhibits its twin from the chart's rules.
+Alerts the consumer causes when it is down or not ready (silent sources and objets, lag, stuck runs) are
+inhibited while `IngestionConsumerNonPret` fires; that alert is `info`, below every route's lowest severity,
+so it is never sent itself. A source's own alert (the operator's rules) inhibits its twin from the chart's
+rules.
 
 The notification texts are Go templates (`templates()`, file `TEMPLATE_FILE`) shared by every integration;
 the facts they print (the error, its time, the runs, the links) are the alerts' labels and annotations,

@@ -142,7 +142,7 @@ def succeeded(matchers: tuple[str, ...]) -> str:
 
 def usual(record: str, matchers: tuple[str, ...], config: RenderConfig) -> str:
     """A usual-value record as of now: its last sample within two of its group's intervals."""
-    lookback = _duration_text(2 * duration_seconds(config.usual.interval))
+    lookback = duration_text(2 * duration_seconds(config.usual.interval))
     return f"last_over_time({selector(record, matchers)}[{lookback}])"
 
 
@@ -166,6 +166,14 @@ def latency_threshold(config: RenderConfig, matchers: tuple[str, ...]) -> str:
         f" or on (source, objet) 0 * {p95} + {number(latency.fallback_seconds)}),"
         f" {number(latency.floor_seconds)})"
     )
+
+
+def usual_duration(config: RenderConfig, matchers: tuple[str, ...], known: str) -> str:
+    """The usual p95 duration per (source, objet) once the objet has enough history, else the fixed
+    reference, for the objets of `known` (by source, objet)."""
+    learned_usual = learned(latency_usual_record(config), latency_age_record(config), matchers, config)
+    baseline = number(config.latency.baseline_seconds)
+    return f"({learned_usual}) or on (source, objet) 0 * {known} + {baseline}"
 
 
 def usual_recording_rules(config: RenderConfig) -> list[dict[str, str]]:
@@ -256,7 +264,8 @@ def consumer_recording_rules(config: RenderConfig) -> list[dict[str, str]]:
     return [_record(KAFKA_LAG_RECORD, f"sum by (topic) ({lag})")]
 
 
-def _duration_text(seconds: int) -> str:
+def duration_text(seconds: int) -> str:
+    """Seconds as a Prometheus duration in its largest exact unit: 600 -> `10m`, 5400 -> `90m`."""
     unit, size = next((u, n) for u, n in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)) if seconds % n == 0)
     return f"{seconds // size}{unit}"
 

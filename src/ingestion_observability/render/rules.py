@@ -8,7 +8,8 @@ Per-source rendering (the operator, one PrometheusRule per source): the same gro
 selector narrowed to `source="<name>"`. Recording rule names are shared on purpose; `records` explains why
 that cannot collide. Alerts carry the same names in both renderings; the operator adds the source's
 namespace (and its routing labels), and Alertmanager inhibits the chart's twin of a source's own alert
-(`notifications.inhibit_rules`).
+(`notifications.inhibit_rules`). Only a source's own rules know its CronJobs: they alone have
+`IngestionObjetMuet`, one per objet a CronJob runs (`RenderConfig.schedules`).
 
 Counters appear on first sight (possibly directly at 1): every counter window goes through
 `promql.window_count`, so a first FAILED run fires like any later one.
@@ -16,29 +17,48 @@ Counters appear on first sight (possibly directly at 1): every counter window go
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ingestion_observability import catalog
 from ingestion_observability.render import annotations as notes
 from ingestion_observability.render import records as rec
-from ingestion_observability.render.config import SEVERITIES, RenderConfig, Slo, duration_seconds
+from ingestion_observability.render.config import (
+    SEVERITIES,
+    ObjetSchedule,
+    RenderConfig,
+    Slo,
+    duration_seconds,
+)
 from ingestion_observability.render.promql import eq, number, selector, window_count
 from ingestion_observability.render.records import Scope
 from ingestion_observability.render.text import duree, nombre, pourcent
 
 SLO_ALERT = "IngestionBudgetErreurSLO"
 CONSUMER_NOT_READY = "IngestionConsumerNonPret"
+OBJET_SILENCE = "IngestionObjetMuet"
 # While these fire, the consumer is down or not ready and the metrics it exports are stale or missing:
 # the alerts below follow from that and are inhibited in Alertmanager (notifications.inhibit_rules).
 CONSUMER_OUTAGE_ALERTS = ("IngestionConsumerDown", CONSUMER_NOT_READY)
-CAUSED_BY_CONSUMER_OUTAGE = ("IngestionSourceMuette", "IngestionKafkaLag", "IngestionExecutionBloquee")
+CAUSED_BY_CONSUMER_OUTAGE = (
+    "IngestionSourceMuette",
+    OBJET_SILENCE,
+    "IngestionKafkaLag",
+    "IngestionExecutionBloquee",
+)
+OBJET_SUBJECT = "{{ $labels.source }} / {{ $labels.objet }}"
 __all__ = ["SEVERITIES", "alert_names", "render_rules"]
 
 
 def alert_names() -> tuple[str, ...]:
-    """Every alert this renderer can produce (an SLO included), in rendering order."""
-    config = RenderConfig(slo=Slo(success_ratio=0.99))
-    groups = render_rules(config)["groups"]
+    """Every alert this renderer can produce (an SLO included), in rendering order: the global rendering's,
+    then the alerts only a source's own rules have (an objet run by a CronJob)."""
+    slo = Slo(success_ratio=0.99)
+    configs = (
+        RenderConfig(slo=slo),
+        RenderConfig(source="source", slo=slo, schedules=(ObjetSchedule("objet", period_seconds=60),)),
+    )
+    groups = [g for config in configs for g in render_rules(config)["groups"]]
     return tuple(dict.fromkeys(r["alert"] for g in groups for r in g["rules"] if "alert" in r))
 
 
@@ -80,7 +100,7 @@ def _source_alerts(config: RenderConfig) -> list[dict[str, Any]]:
     def p95(metric: str, *, per_objet: bool) -> str:
         return selector(rec.quantile_record(metric, 95, t.quantile_window, per_objet=per_objet), scope.source)
 
-    objet, source = "{{ $labels.source }} / {{ $labels.objet }}", "{{ $labels.source }}"
+    objet, source = OBJET_SUBJECT, "{{ $labels.source }}"
     latency = config.latency
     # Rows: the newest run's (reported), and the objet's usual once it has enough history.
     rows, succeeded = rec.last_rows(scope.source), rec.succeeded(scope.source)
@@ -235,17 +255,79 @@ def _source_alerts(config: RenderConfig) -> list[dict[str, Any]]:
             f" à × {nombre(config.volume.factor)}.",
             notes=_links(config, per_objet=True),
         ),
+        *(_objet_silence(config, schedule) for schedule in config.schedules),
     ]
+
+
+def _objet_silence(config: RenderConfig, schedule: ObjetSchedule) -> dict[str, Any]:
+    """IngestionObjetMuet: no run of the objet ended for `periods` periods of its CronJob's schedule plus its
+    usual duration (`records.usual_duration`).
+
+    An objet that never ran has no last run, hence no alert (its CronJob may not have fired yet). The last
+    run is remembered over a lookback of at least twice the threshold, the usual duration counted as at
+    most a period (longer, the CronJob's runs would overlap) or the fixed reference: once the threshold is
+    passed, the alert fires for at least as long again before a series the consumer stopped exporting is
+    forgotten.
+    """
+    matchers = (*Scope.of(config).source, eq("objet", schedule.objet))
+    period = schedule.period_seconds
+    silence = schedule.periods * period
+    bound = silence + max(period, math.ceil(config.latency.baseline_seconds))
+    lookback = rec.duration_text(max(duration_seconds(config.thresholds.silence_lookback), 2 * bound))
+    last = f"max by (source, objet) (max_over_time({selector(rec.LAST_RUN, matchers)}[{lookback}]))"
+    periods = f"{schedule.periods} période{'s' if schedule.periods > 1 else ''}"
+    cronjob = f"CronJob {schedule.cronjob}" if schedule.cronjob else "CronJob"
+    facts = [cronjob] if schedule.cronjob else []
+    if schedule.schedule:
+        facts.append(f"planification « {schedule.schedule} »")
+    facts.append(f"fuseau {schedule.time_zone or 'UTC'}")
+    suspended = (
+        f" Le {cronjob} est suspendu (spec.suspend) : aucune exécution n'est planifiée tant qu'il l'est."
+        if schedule.suspended
+        else ""
+    )
+    alert = _alert(
+        config,
+        OBJET_SILENCE,
+        f"time() - {last} > on (source, objet) {silence} + ({rec.usual_duration(config, matchers, last)})",
+        "warning",
+        "Objet muet (planification)",
+        OBJET_SUBJECT,
+        "Aucune exécution de l'objet {{ $labels.objet }} (source {{ $labels.source }}) terminée depuis "
+        f"{{{{ $value | humanizeDuration }}}} : au-delà de {periods} de {duree(rec.duration_text(period))} "
+        f"({', '.join(facts)}) plus la durée habituelle de l'objet ({_usual_duration(config)}).{suspended}",
+        notes=_links(config, per_objet=True),
+    )
+    # the value the expression yields: it tells the rules of a source's objets apart (promtool's lint
+    # refuses two alerts of one name with the same labels)
+    alert["labels"]["objet"] = notes.literal(schedule.objet)
+    return alert
+
+
+def _usual_duration(config: RenderConfig) -> str:
+    """The objet's usual p95 duration, or the fixed reference while it has no usual yet."""
+    latency, usual = config.latency, config.usual
+    return notes.if_value(
+        _learned_latency(config),
+        f"durée p95 habituelle de {{{{ . | first | value | humanizeDuration }}}}, médiane sur "
+        f"{duree(usual.window)}",
+        f"référence de {nombre(latency.baseline_seconds)} s, moins de {duree(usual.min_history)} "
+        "d'historique",
+    )
+
+
+def _learned_latency(config: RenderConfig) -> str:
+    """The objet's usual p95 in an annotation's query (`notes.if_value`)."""
+    return rec.learned(
+        rec.latency_usual_record(config), rec.latency_age_record(config), notes.OBJET_MATCHERS, config
+    )
 
 
 def _latency_reference(config: RenderConfig) -> str:
     """What the objet's p95 exceeds: its usual p95, or the fixed reference while it has no usual yet."""
     latency, usual = config.latency, config.usual
-    learned = rec.learned(
-        rec.latency_usual_record(config), rec.latency_age_record(config), notes.OBJET_MATCHERS, config
-    )
     return notes.if_value(
-        learned,
+        _learned_latency(config),
         f"{nombre(latency.factor)} × sa durée p95 habituelle de "
         f"{{{{ . | first | value | humanizeDuration }}}} (médiane sur {duree(usual.window)})",
         f"{nombre(latency.fallback_seconds)} s = {nombre(latency.factor)} × la référence de "
@@ -286,8 +368,8 @@ def _consumer_alerts(config: RenderConfig) -> list[dict[str, Any]]:
             "Consumer d'ingestion non prêt",
             "{{ $labels.job }}",
             "Aucune instance du job {{ $labels.job }} n'est prête (arrêtée, en restauration de son état ou "
-            "sans partition) : les alertes de sources muettes, de retard Kafka et d'exécutions bloquées "
-            "sont retenues dans Alertmanager tant qu'elle dure.",
+            "sans partition) : les alertes de sources et d'objets muets, de retard Kafka et d'exécutions "
+            "bloquées sont retenues dans Alertmanager tant qu'elle dure.",
         ),
         _alert(
             config,
