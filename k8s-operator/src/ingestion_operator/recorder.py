@@ -32,7 +32,9 @@ from ingestion_operator.jobrun import Ending, Selection, ending, objet_name, run
 log = logging.getLogger("ingestion_operator.recorder")
 
 PATCH_ATTEMPTS = 5  # conflicting writers of one Job (its controller, the TTL controller) before giving up
-STARTED_REMEMBERED = 4096  # Jobs whose START was published, per source (a restart publishes them again)
+# Jobs whose START or run this instance published, per source: not published again on a later event (a
+# restart forgets them, and publishes again what the consumer then drops).
+PUBLISHED_REMEMBERED = 4096
 
 
 class JobApi(Protocol):
@@ -102,7 +104,7 @@ class Recorder:
     def __init__(self, api: JobApi, publisher: RunPublisher | None, namespace: str, source_name: str) -> None:
         self.api, self.publisher, self.namespace = api, publisher, namespace
         self.marks = Marks.of(source_name)
-        self._started: OrderedDict[str, None] = OrderedDict()
+        self._published: OrderedDict[str, bool] = OrderedDict()  # uid -> whether its end was
         self._seen: dict[str, _Seen] = {}
         self.last_run: LastRun | None = None
         self.problems: dict[str, str] = {}  # this pass's
@@ -137,7 +139,10 @@ class Recorder:
         if gone:
             self._seen.pop(uid, None)
             # deleted before the operator could hold it (created while it was down, or done within
-            # moments): what the last state says is all there is, published once, nothing to mark
+            # moments): what the last state says is all there is, published once, nothing to mark. (A
+            # Job deleted by the patch that let it go may come without that patch's annotation.)
+            if self._published.get(uid):
+                return
             if selection is not None and selected and not recorded and (end := ending(job)) is not None:
                 self._publish(job, selection, end, mark=False)
             return
@@ -155,7 +160,7 @@ class Recorder:
             return
         if not held and not meta.get("deletionTimestamp"):
             self._hold(job)
-        if uid not in self._started and start_time(job, None) is not None:
+        if uid not in self._published and start_time(job, None) is not None:
             self._publish(job, selection, None, mark=False)
 
     def _hold(self, job: Mapping[str, Any]) -> None:
@@ -188,8 +193,17 @@ class Recorder:
             self.handle(fresh, selection)
             return
         end = ending(fresh)
-        if end is not None and self._publish(fresh, selection, end, mark=True):
-            self._seen[fresh["metadata"]["uid"]].held = False
+        if end is None:
+            return
+        uid = fresh["metadata"]["uid"]
+        # published, but the patch failed: only the patch is retried
+        done = (
+            self._let_go(fresh, end.time)
+            if self._published.get(uid)
+            else self._publish(fresh, selection, end, mark=True)
+        )
+        if done:
+            self._seen[uid].held = False
 
     def _publish(
         self, job: Mapping[str, Any], selection: Selection, end: Ending | None, *, mark: bool
@@ -211,12 +225,12 @@ class Recorder:
             what = "run" if end is not None else "start"
             self._problem(exc.reason, f"{what} of Job {meta['name']} not published (retried): {exc}")
             return False
+        self._published.pop(meta["uid"], None)
+        self._published[meta["uid"]] = end is not None
+        if len(self._published) > PUBLISHED_REMEMBERED:
+            self._published.popitem(last=False)
         if end is None:
-            self._started[meta["uid"]] = None
-            if len(self._started) > STARTED_REMEMBERED:
-                self._started.popitem(last=False)
             return True
-        self._started.pop(meta["uid"], None)
         self.last_run = LastRun(meta["name"], objet_name(job, selection), end.etat, end.time)
         log.info(f"{self.namespace}/{meta['name']}: run {end.etat} published ({selection.source})")
         return not mark or self._let_go(job, recorded_at=end.time)
