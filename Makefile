@@ -8,16 +8,21 @@ BIN := $(VENV)/bin
 # Tools (Kafka, VictoriaLogs, kube-apiserver, etcd, helm, CRDs, Grafana's grammar and schemas) live outside the
 # repo so fresh clones reuse them.
 export INGESTION_TOOLS_DIR ?= $(HOME)/.cache/ingestion-observability
-# make demo ports (the seed's; LOKI_PORT is the log store's: VictoriaLogs, which takes Loki's pushes);
+# make demo ports (the seed's; LOGS_PORT is the log store's: VictoriaLogs, which takes Loki's pushes);
 # override on the command line, e.g. `make demo KAFKA_PORT=19092`.
 KAFKA_PORT ?= 9092
 PROMETHEUS_PORT ?= 9090
-LOKI_PORT ?= 9428
+# LOKI_PORT, LOGS_PORT's former name, still works for one release.
+ifdef LOKI_PORT
+$(warning LOKI_PORT is deprecated and will be removed: use LOGS_PORT)
+LOGS_PORT ?= $(LOKI_PORT)
+endif
+LOGS_PORT ?= 9428
 METRICS_PORT ?= 8000
 ALERTMANAGER_PORT ?= 9093
 INBOX_PORT ?= 9097
 DEMO_DIR ?= .demo
-DEMO_PORTS = --kafka-port $(KAFKA_PORT) --prometheus-port $(PROMETHEUS_PORT) --loki-port $(LOKI_PORT) \
+DEMO_PORTS = --kafka-port $(KAFKA_PORT) --prometheus-port $(PROMETHEUS_PORT) --logs-port $(LOGS_PORT) \
 	--metrics-port $(METRICS_PORT) --alertmanager-port $(ALERTMANAGER_PORT) --inbox-port $(INBOX_PORT)
 
 .PHONY: help
@@ -47,8 +52,9 @@ lint: ## ruff and mypy
 	$(BIN)/mypy src k8s-operator/src tests bench devstack
 
 .PHONY: generate
-generate: ## Rewrite the generated rules, dashboards and operator examples (a test fails when they are stale)
+generate: ## Rewrite the generated rules, dashboards, operator examples and skaffold.yaml (a test fails when they are stale)
 	$(BIN)/ingestion-render generate --out charts/ingestion-observability/files
+	$(BIN)/python -m devstack.skaffold generate
 	for f in k8s-operator/examples/*.yaml; do \
 		$(BIN)/ingestion-operator render -f $$f > k8s-operator/examples/generated/$$(basename $$f) || exit 1; \
 	done
@@ -101,7 +107,7 @@ ingest: ## Publish the sample logs.json again (rebased to now) to the running de
 metrics: ## Show the consumer's ingestion_* metrics
 	@curl -fsS http://127.0.0.1:$(METRICS_PORT)/metrics | grep '^ingestion_' | head -40
 
-# --- Kubernetes (kind + skaffold; needs Docker, kind, kubectl, skaffold; helm comes from `make tools`) ---
+# --- Kubernetes on kind (needs Docker, kind, kubectl; skaffold and helm come from `make tools`) ---
 KIND_CLUSTER ?= ingestion-observability
 K8S_NAMESPACE ?= ingestion
 RELEASE ?= ingestion-observability
@@ -119,17 +125,17 @@ chart-deps: ## Fetch the chart's dependencies pinned in Chart.lock
 	PATH="$(K8S_PATH)" helm repo add kafbat-ui https://kafbat.github.io/helm-charts --force-update >/dev/null
 	PATH="$(K8S_PATH)" helm dependency build $(CHART)
 
-.PHONY: dev
-dev: chart-deps ## skaffold dev on kind: build, load, deploy, port-forward, rebuild on change
+.PHONY: dev-kind
+dev-kind: chart-deps ## skaffold dev on kind: build with Docker, load, deploy, port-forward, rebuild on change
 	PATH="$(K8S_PATH)" skaffold dev --kube-context $(KUBE_CONTEXT) --port-forward=user
 
-# The images, one per images/<component>/Dockerfile: devstack/images.py's COMPONENTS (a test keeps them equal).
-COMPONENTS := consumer producer operator intake
+# The components, one image each: the targets of images/Dockerfile (python -m devstack.components).
+COMPONENTS = $(shell $(PYTHON) -m devstack.components)
 
 .PHONY: images
-images: ## Build the images of COMPONENTS (images/*/Dockerfile) with Docker (tag $(IMAGE_TAG))
+images: ## Build the image of each component (a target of images/Dockerfile) with Docker (tag $(IMAGE_TAG))
 	for c in $(COMPONENTS); do \
-		docker build -f images/$$c/Dockerfile -t ingestion-observability/$$c:$(IMAGE_TAG) . || exit 1; \
+		docker build -f images/Dockerfile --target $$c -t ingestion-observability/$$c:$(IMAGE_TAG) . || exit 1; \
 	done
 
 .PHONY: deploy
@@ -169,6 +175,10 @@ cluster-up: ## Local node + prometheus-operator, VictoriaLogs, host Kafka, the i
 
 cluster-down: ## Stop everything cluster-up started and restore the machine (iptables, cni0, mounts, sysctls)
 	$(BIN)/python -m devstack.cluster down --dir $(CLUSTER_DIR)
+
+.PHONY: dev
+dev: ## skaffold dev on the node of cluster-up: buildah builds, helm deploys, each changed image rebuilt
+	$(BIN)/python -m devstack.skaffold node --dir $(CLUSTER_DIR) dev --port-forward=user
 
 .PHONY: clean
 clean: demo-down ## Stop the demo and remove local state (.demo, caches); the tools cache stays

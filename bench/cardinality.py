@@ -11,8 +11,8 @@ from typing import Any
 
 from bench import consumer as consumer_bench
 from bench import producer
-from bench.services import Services
 from devstack.consumer import ConsumerProcess
+from devstack.localstack import LocalStack
 from devstack.prometheus import CONSUMER_JOB
 
 
@@ -46,7 +46,7 @@ class Cardinality:
 
 
 def measure(
-    services: Services,
+    services: LocalStack,
     work: Path,
     *,
     runs_per_pair: int = 10,
@@ -57,7 +57,7 @@ def measure(
     pairs = sources * objets_per_source
     result = Cardinality(sources, objets_per_source, runs_per_pair * pairs)
     path = producer.cardinality_file(work / "cardinality.ndjson", result.runs, sources, objets_per_source)
-    topic = services.topic("bench-cardinality")
+    topic = services.create_topic("bench-cardinality")
     producer.publish(services.kafka.bootstrap_servers, topic, path, result.runs)
 
     def inspect(consumer: ConsumerProcess) -> None:
@@ -85,7 +85,7 @@ def measure(
     return result
 
 
-def _prometheus_view(services: Services, consumer: ConsumerProcess) -> dict[str, float]:
+def _prometheus_view(services: LocalStack, consumer: ConsumerProcess) -> dict[str, float]:
     """What the real Prometheus sees scraping the consumer every second: series, scrape duration."""
     prometheus = services.prometheus
     prometheus.reload(jobs={CONSUMER_JOB: [consumer.target]})

@@ -154,7 +154,7 @@ def run(
     try:
         pid = consumer.process.pid
         healthy = time.perf_counter()
-        if profile is not None:  # from /healthz: the group join (~0.3 s) is in it too
+        if profile is not None:  # from /healthz: the group join is in it too
             sampler = Sampler.attach(pid, profile)
         result = ConsumerRun(
             events=expected,

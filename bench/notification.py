@@ -20,17 +20,12 @@ from typing import Any
 import orjson
 from kafka import KafkaProducer
 
-from bench.services import Services
-from devstack.alertmanager import AlertmanagerServer
-from devstack.consumer import ConsumerProcess
 from devstack.inbox import InboxServer
-from devstack.prometheus import PrometheusServer
+from devstack.localstack import ConsumerOptions, LocalStack, PrometheusOptions, running
 from ingestion_observability.consumer.pipeline import BatchLimits
 from ingestion_observability.event import normalise
 from ingestion_observability.producer.publisher import event_key
-from ingestion_observability.render import RenderConfig, render_rules
-from ingestion_observability.render import notifications as routes
-from ingestion_observability.render.cli import rules_yaml
+from ingestion_observability.render import RenderConfig
 from ingestion_observability.render.config import Notifications, duration_seconds
 
 
@@ -69,43 +64,28 @@ def _failed_run(source: str) -> dict[str, Any]:
     )
 
 
-def measure(services: Services, work: Path, timings: Timings, runs: int = 20) -> dict[str, Any]:
+def measure(services: LocalStack, work: Path, timings: Timings, runs: int = 20) -> dict[str, Any]:
     """p50/p95/max of `runs` failures' time to notification, and their distance to the limit."""
     work = work / f"notification-{timings.scrape}"
-    topic = services.topic(f"bench-notify-{duration_seconds(timings.scrape)}")
-    config = RenderConfig(notifications=Notifications(group_wait=timings.group_wait, group_interval="5m"))
-    rules = work / "rules.yaml"
-    work.mkdir(parents=True, exist_ok=True)
-    rules.write_text(rules_yaml(render_rules(config)), encoding="utf-8")
-    bootstrap = services.kafka.bootstrap_servers
-    with contextlib.ExitStack() as stack:
-        inbox = stack.enter_context(InboxServer.start(work / "inbox"))
-        receivers = {routes.DEFAULT_RECEIVER: {"webhook_configs": [{"url": inbox.url}]}}
-        alertmanager = stack.enter_context(
-            AlertmanagerServer.start(
-                work / "alertmanager",
-                config=routes.alertmanager_config(config, receivers, template_dir=str(work / "alertmanager")),
-                templates={routes.TEMPLATE_FILE: routes.templates()},
-            )
-        )
-        consumer = stack.enter_context(
-            ConsumerProcess.start(
-                work / "consumer.log", bootstrap, services.logstore.push_url, topic=topic, group_id=topic
-            )
-        )
-        stack.enter_context(
-            PrometheusServer.start(
-                work / "prometheus",
-                targets=[consumer.target],
-                scrape_interval=timings.scrape,
-                evaluation_interval=timings.evaluation,
-                rule_files=[rules],
-                alertmanagers=[alertmanager.target],
-            )
-        )
-        consumer.wait_ready()
-        producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
-        stack.callback(producer.close)
+    topic = f"bench-notify-{duration_seconds(timings.scrape)}"
+    with (
+        running(
+            work,
+            kafka=services.kafka,
+            logstore=services.logstore,
+            topic=topic,
+            consumer=ConsumerOptions(group_id=topic),
+            prometheus=PrometheusOptions(
+                scrape_interval=timings.scrape, evaluation_interval=timings.evaluation
+            ),
+            alerting=RenderConfig(
+                notifications=Notifications(group_wait=timings.group_wait, group_interval="5m")
+            ),
+        ) as stack,
+        contextlib.closing(
+            KafkaProducer(bootstrap_servers=stack.kafka.bootstrap_servers, acks="all")
+        ) as producer,
+    ):
         spacing = max(duration_seconds(timings.scrape), duration_seconds(timings.evaluation)) / runs
         published: dict[str, float] = {}
         for i in range(runs):
@@ -113,7 +93,7 @@ def measure(services: Services, work: Path, timings: Timings, runs: int = 20) ->
             producer.send(topic, key=event_key(event), value=orjson.dumps(event)).get(timeout=30)
             published[event["source"]["name"]] = time.time()
             time.sleep(spacing)
-        received = _wait_for(inbox, set(published), timeout=timings.limit() + 60)
+        received = _wait_for(stack.inbox, set(published), timeout=timings.limit() + 60)
     latencies = sorted(received[source][0] - published[source] for source in published)
     # the alert's startsAt is the evaluation that fired it: the path splits there
     firing = [received[source][1] - published[source] for source in published]

@@ -8,19 +8,19 @@ from typing import Any
 
 from bench import consumer as consumer_bench
 from bench import producer
-from bench.services import Services
 from devstack.consumer import ConsumerProcess
+from devstack.localstack import LocalStack
 
 SOURCES = 10
 SERIES_PER_STATE = 60  # an objet with one run: runs, failures, 4 histograms (56 series), last run, status
 
 
-def measure(services: Services, work: Path, series: int) -> dict[str, Any]:
+def measure(services: LocalStack, work: Path, series: int) -> dict[str, Any]:
     """One run of each of ~series/60 objets consumed once, then a new consumer restores their states."""
     objets = max(1, -(-series // (SERIES_PER_STATE * SOURCES)))
     states = objets * SOURCES
     path = producer.cardinality_file(work / f"restore-{series}.ndjson", states, SOURCES, objets)
-    topic = services.topic(f"bench-restore-{series}")
+    topic = services.create_topic(f"bench-restore-{series}")
     producer.publish(services.kafka.bootstrap_servers, topic, path, states)
     path.unlink()
     group = f"bench-restore-{series}"

@@ -1,6 +1,9 @@
-"""`make bench`: one run on the real local services, a table on stdout and the figures as JSON.
+"""`make bench`: one run on the real local services, a table on stdout, the figures as JSON and the page.
 
     python -m bench.run --events 200000 --memory-events 1000000 --out bench/results.json
+
+Written to bench/results.json, the run then rewrites docs/benchmarks.md from the results files (`bench.page`);
+written elsewhere (`--out`), only `--page` writes a page, from the results files of that directory.
 
 Sections: producer (acks=all), the raw kafka-python poll loop (the limit), the consumer end to end and its
 ratio to the raw loop, consumer memory, series and scrape cost of a 10 × 50 dataset, time to notification,
@@ -29,8 +32,10 @@ from bench import cardinality, kafka_raw, notification, operator, procstat, prod
 from bench import consumer as consumer_bench
 from bench import intake as intake_bench
 from bench.null_loki import NullLoki
+from bench.page import PAGE, RESULTS
+from bench.page import write as write_page
 from bench.report import evaluate_targets, markdown, table
-from bench.services import PARTITIONS, running
+from devstack.localstack import PARTITIONS, PrometheusOptions, running
 from ingestion_observability.consumer.clients import KAFKA_CONSUMER_CONFIG
 
 # glibc's malloc as the consumer image may set it: two arenas instead of one per thread, and large buffers
@@ -55,14 +60,21 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         choices=(1, 2),
         default=2,
-        help="1: the demo's timings only; 2: also the chart's defaults (about 2 min)",
+        help="1: the demo's timings only; 2: also the chart's defaults (30 s intervals: the slow part)",
     )
-    parser.add_argument("--out", type=Path, default=Path("bench/results.json"), help="JSON results")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="JSON results")
+    parser.add_argument(
+        "--page",
+        type=Path,
+        help=f"the page to write from the results files of --out's directory (default: {PAGE.name} in docs/ "
+        "when --out is bench/results.json, none otherwise)",
+    )
+    parser.add_argument("--note", help="why this run was made (kept in the results, shown on the page)")
     parser.add_argument("--work-dir", type=Path, help="service data and logs (default: a temp dir, removed)")
     parser.add_argument(
         "--profile", action="store_true", help="attach py-spy to the consumer of the throughput run"
     )
-    parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown (README)")
+    parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
     parser.add_argument(
         "--restore-series",
         type=int,
@@ -112,6 +124,8 @@ def step(message: str) -> None:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {"environment": environment()}
+    if args.note:
+        results["environment"]["note"] = args.note
     results["config"] = {
         "events": args.events,
         "memory_events": args.memory_events,
@@ -121,24 +135,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     with work_dir(args.work_dir) as work:
         step(f"starting Kafka, VictoriaLogs, Prometheus in {work}")
-        with running(work) as services:
+        with running(
+            work, logstore_log_level="WARN", prometheus=PrometheusOptions(scrape_interval="1s")
+        ) as services:
             bootstrap = services.kafka.bootstrap_servers
             step(f"generating {args.events} records (ingestion-producer --generate --output)")
             events_file = producer.generate_file(work / "events.ndjson", args.events)
-            topic = services.topic("bench-events")
+            topic = services.create_topic("bench-events")
             step("producer: publishing them (acks=all, idempotent)")
             published = producer.publish(bootstrap, topic, events_file, args.events)
             results["producer"] = published.as_dict()
             if args.profile:  # again, under py-spy (a profiled run is not the measured one)
                 step("producer under py-spy")
-                profile_topic = services.topic("bench-producer-profile")
+                profile_topic = services.create_topic("bench-producer-profile")
                 profiled = producer.publish(
                     bootstrap, profile_topic, events_file, args.events, profile=work / "producer-profile.txt"
                 )
                 results["producer_profile"] = profiled.profile
             step("raw kafka-python producer (pre-encoded events, the producer's settings)")
             encoded = kafka_raw.encoded_events(events_file)
-            raw_produce = kafka_raw.produce_loop(bootstrap, services.topic("bench-raw-produce"), encoded)
+            raw_produce = kafka_raw.produce_loop(
+                bootstrap, services.create_topic("bench-raw-produce"), encoded
+            )
             del encoded
             results["raw_produce"] = raw_produce.as_dict()
             results["producer"]["ratio_to_raw"] = round(
@@ -146,7 +164,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
             step("intake: single-event POSTs and 1000-event arrays of RunEvents")
             results["intake"] = intake_bench.run(
-                work, bootstrap, services.topic("bench-intake"), args.events, min(args.events, 5_000)
+                work, bootstrap, services.create_topic("bench-intake"), args.events, min(args.events, 5_000)
             )
             for shape in ("single", "arrays"):
                 results["intake"][shape]["ratio_to_raw_producer"] = round(
@@ -221,7 +239,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if "memory" not in args.skip:
                 step(f"memory: generating and publishing {args.memory_events} records")
                 memory_file = producer.generate_file(work / "memory.ndjson", args.memory_events)
-                memory_topic = services.topic("bench-memory")
+                memory_topic = services.create_topic("bench-memory")
                 results["producer_memory_run"] = producer.publish(
                     bootstrap, memory_topic, memory_file, args.memory_events
                 ).as_dict()
@@ -284,6 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.markdown:
         print("\n" + markdown(results))
     print(f"\nJSON: {args.out}")
+    page = args.page or (PAGE if args.out.resolve() == RESULTS else None)
+    if page is not None:
+        print(f"page: {write_page(page, args.out.resolve().parent)}")
     return 0
 
 

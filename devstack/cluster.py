@@ -22,9 +22,8 @@ from pathlib import Path
 from types import FrameType
 from typing import NamedTuple
 
-from tests.chart.support import CHART, make_chart_copy
-
 from . import images, incluster
+from .chart import CHART, make_chart_copy
 from .kafka import KafkaBroker
 from .node import KubeNode
 
@@ -78,6 +77,7 @@ def serve(work: Path) -> int:
             info = {
                 "kubeconfig": str(node.kubeconfig),
                 "kafka": kafka.bootstrap_servers,
+                "containerd": str(node.containerd_socket),  # `make dev`'s builder imports images there
                 "prometheus": monitoring.prometheus_url,
                 "logs": monitoring.logs_url,
                 "helm": helm_command(work, node, kafka),

@@ -11,6 +11,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.process import LocalHttpProcess, ServiceProcess, free_port, http_ok
 
+GROUP = "ingestion-consumer-group"  # the consumer's default --group-id
+
 
 class ConsumerProcess(LocalHttpProcess):
     stop_timeout = 15.0
@@ -24,7 +26,7 @@ class ConsumerProcess(LocalHttpProcess):
         *,
         port: int | None = None,
         topic: str = "ingestion-logs",
-        group_id: str = "ingestion-consumer-group",
+        group_id: str = GROUP,
         extra_args: Sequence[str] = (),
         env: dict[str, str] | None = None,
         timeout: float = 30.0,

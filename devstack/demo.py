@@ -18,25 +18,19 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-import yaml
-
-from devstack import stackcheck
-from devstack.alertmanager import AlertmanagerServer
-from devstack.consumer import ConsumerProcess
-from devstack.inbox import InboxServer, read_notifications
-from devstack.kafka import KafkaBroker, kafka_libs
+from devstack import localstack, stackcheck
+from devstack.inbox import read_notifications
+from devstack.kafka import kafka_libs
 from devstack.process import port_open
-from devstack.prometheus import PrometheusServer, instant_query
+from devstack.prometheus import instant_query
 from devstack.stackcheck import HOST, LOG_STORE, TOPIC, Stack, log_lines, scalar, stat
 from devstack.tools import ToolMissingError, binary, tools_dir
-from devstack.victorialogs import VictoriaLogsServer
 from ingestion_observability.producer import cli as producer_cli
-from ingestion_observability.render import RenderConfig, render_rules
-from ingestion_observability.render import notifications as routes
+from ingestion_observability.render import RenderConfig
 from ingestion_observability.render.config import Notifications
 
 # stop order: drain first, storage last
@@ -99,7 +93,7 @@ def _stack(args: argparse.Namespace) -> Stack:
     return Stack(
         kafka_port=args.kafka_port,
         prometheus_port=args.prometheus_port,
-        logs_port=args.loki_port,
+        logs_port=args.logs_port,
         metrics_port=args.metrics_port,
         alertmanager_port=args.alertmanager_port,
         inbox_port=args.inbox_port,
@@ -137,57 +131,24 @@ def install_tools() -> bool:
 
 
 def _start(work: Path, stack: Stack) -> None:
-    """Start the four services in the background (pids.json); a failed start stops those it started."""
-    rules = work / "rules" / "ingestion-rules.yaml"
-    rules.parent.mkdir(exist_ok=True)
-    rules.write_text(yaml.safe_dump(render_rules(DEMO_CONFIG), sort_keys=False, allow_unicode=True))
+    """Start the services in the background (pids.json); a failed start stops those it started."""
     # The stores keep their data across `make demo-down` / `make demo`: Kafka's changelog carries the
     # consumer's totals over, as Prometheus' TSDB does its series (`make clean` starts from nothing).
-    with contextlib.ExitStack() as started:
-        kafka = started.enter_context(KafkaBroker.start(work / "kafka", stack.kafka_port))
-        kafka.create_topics([TOPIC, f"{TOPIC}.dlq"], partitions=3)
-        logs = started.enter_context(VictoriaLogsServer.start(work / "victorialogs", stack.logs_port))
-        consumer = started.enter_context(
-            ConsumerProcess.start(
-                work / "consumer.log", stack.bootstrap, logs.push_url, port=stack.metrics_port, topic=TOPIC
-            )
-        )
-        inbox = started.enter_context(InboxServer.start(work / "inbox", stack.inbox_port))
-        receivers = {routes.DEFAULT_RECEIVER: {"webhook_configs": [{"url": inbox.url}]}}
-        alertmanager = started.enter_context(
-            AlertmanagerServer.start(
-                work / "alertmanager",
-                stack.alertmanager_port,
-                config=routes.alertmanager_config(
-                    DEMO_CONFIG, receivers, template_dir=str(work / "alertmanager")
-                ),
-                templates={routes.TEMPLATE_FILE: routes.templates()},
-            )
-        )
-        prometheus = started.enter_context(
-            PrometheusServer.start(
-                work / "prometheus",
-                stack.prometheus_port,
-                targets=[consumer.target],
-                scrape_interval="2s",
-                evaluation_interval="2s",
-                rule_files=[rules],
-                alertmanagers=[alertmanager.target],
-                # an alert firing before Prometheus has found Alertmanager is sent again 2 s later, not 1 min
-                extra_args=["--rules.alert.resend-delay=2s"],
-            )
-        )
-        pids = {
-            "kafka": kafka.pid,
-            "victorialogs": logs.pid,
-            "consumer": consumer.process.pid,
-            "prometheus": prometheus.pid,
-            "alertmanager": alertmanager.pid,
-            "inbox": inbox.pid,
-        }
-        _pids_file(work).write_text(json.dumps(pids))
-        consumer.wait_ready()
-        started.pop_all()  # up: they run on in the background until `make demo-down`
+    with localstack.running(
+        work,
+        ports=stack,
+        topic=TOPIC,
+        consumer=localstack.ConsumerOptions(),
+        prometheus=localstack.PrometheusOptions(
+            scrape_interval="2s",
+            evaluation_interval="2s",
+            # an alert firing before Prometheus has found Alertmanager is sent again 2 s later, not 1 min
+            extra_args=("--rules.alert.resend-delay=2s",),
+        ),
+        alerting=DEMO_CONFIG,
+    ) as started:
+        _pids_file(work).write_text(json.dumps(started.pids()))
+        started.detach()  # up: they run on in the background until `make demo-down`
 
 
 def up(args: argparse.Namespace) -> int:
@@ -387,17 +348,46 @@ def open_ui(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+class _DeprecatedAlias(argparse.Action):
+    """A former name of a flag: sets the same value, says once on stderr which name to use instead."""
+
+    def __init__(self, option_strings: list[str], dest: str, *, replacement: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, **kwargs)
+        self.replacement = replacement
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        print(
+            f"{parser.prog}: {option_string} is deprecated and will be removed: use {self.replacement}",
+            file=sys.stderr,
+        )
+        setattr(namespace, self.dest, values)
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m devstack.demo", description=__doc__)
     parser.add_argument("command", choices=("up", "down", "health", "check", *UIS))
     parser.add_argument("--dir", default=".demo", help="state and logs of the demo")
     parser.add_argument("--kafka-port", type=int, default=Stack.kafka_port)
     parser.add_argument("--prometheus-port", type=int, default=Stack.prometheus_port)
     parser.add_argument(
-        "--loki-port",
+        "--logs-port",
         type=int,
         default=Stack.logs_port,
         help="the log store's (VictoriaLogs: Loki's push API)",
+    )
+    parser.add_argument(
+        "--loki-port",
+        dest="logs_port",
+        type=int,
+        action=_DeprecatedAlias,
+        replacement="--logs-port",
+        help="deprecated: --logs-port",
     )
     parser.add_argument("--metrics-port", type=int, default=Stack.metrics_port)
     parser.add_argument("--alertmanager-port", type=int, default=Stack.alertmanager_port)
@@ -407,7 +397,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kube-context", default="kind-ingestion-observability", help="open-* commands")
     parser.add_argument("--namespace", default="ingestion", help="open-* commands")
     parser.add_argument("--release", default="ingestion-observability", help="open-* commands")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     commands: dict[str, Callable[[argparse.Namespace], int]] = {
         "up": up,
         "down": down,

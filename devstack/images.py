@@ -1,6 +1,7 @@
-"""The project's images (images/*/Dockerfile) built with buildah, without Docker nor a registry: on the local
-python base `make tools` made (scripts/tools/55-images.sh, ARG PYTHON_IMAGE), with runc, in buildah's storage
-in the tools cache; exported as OCI archives for devstack/node.py to import into containerd."""
+"""The project's images (the targets of images/Dockerfile) built with buildah, without Docker nor a registry:
+on the local python base `make tools` made (scripts/tools/55-images.sh, ARG PYTHON_IMAGE), with runc, in
+buildah's storage in the tools cache; exported as OCI archives for devstack/node.py to import into
+containerd."""
 
 from __future__ import annotations
 
@@ -11,12 +12,12 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from . import components
 from .tools import ToolMissingError, tools_dir
 
-REPO = Path(__file__).resolve().parents[1]
-# One image per images/<component>/Dockerfile. tests/chart/test_images.py and tests/e2e read this tuple; the
-# Makefile's COMPONENTS repeats it (tests/chart/test_images.py keeps them equal).
-COMPONENTS = ("consumer", "producer", "operator", "intake")
+REPO = components.REPO
+# One image per component: a target of images/Dockerfile (devstack/components.py).
+COMPONENTS = components.names()
 IMAGE_PREFIX = "localhost/ingestion-observability"
 RUNC = "/usr/sbin/runc"
 # buildah (containers/image) keeps a blob cache here whatever its configuration: not left behind.
@@ -64,33 +65,40 @@ def buildah(*args: str, timeout: float = 900.0, log: Path | None = None) -> str:
     return proc.stdout.decode() if log is None else ""
 
 
-def build(component: str, tag: str, log: Path) -> str:
-    """Build images/<component>/Dockerfile from the repository root; returns the image's name.
+def build(component: str, tag: str, log: Path, context: Path = REPO) -> str:
+    """Build the target `component` of images/Dockerfile in `context` (the repository root, or a copy of it);
+    returns the image's name.
 
-    Without --layers: buildah 1.28 does not mount a stage it took from its cache, so the runtime stage's
-    `RUN --mount=type=bind,from=builder` would find no /wheels."""
+    Without --layers: buildah 1.28 does not mount a stage it took from its cache, so the stages'
+    `RUN --mount=type=bind,from=wheels` would find no /wheels."""
     ref = f"{IMAGE_PREFIX}/{component}:{tag}"
     buildah(
         "bud",
         "--pull=never",
         "--no-cache",
         "--force-rm",  # a failed build leaves no container holding its images
-        "--network=host",  # pip in the builder stage reaches PyPI
+        "--network=host",  # pip in the wheels stage reaches the package index
         f"--build-arg=PYTHON_IMAGE={python_base()}",
-        f"--file={REPO / 'images' / component / 'Dockerfile'}",
+        f"--file={context / components.DOCKERFILE.relative_to(REPO)}",
+        f"--target={component}",
         f"--tag={ref}",
-        str(REPO),
+        str(context),
         log=log,
     )
     buildah("rmi", "--prune")  # the previous build of this tag, now untagged
     return ref
 
 
-def export(ref: str, archive: Path) -> Path:
-    """The image as an OCI archive named `ref` (what `ctr images import` reads)."""
+def export(ref: str, archive: Path, name: str | None = None) -> Path:
+    """The image as an OCI archive named `name` (default: `ref`), what `ctr images import` reads."""
     archive.unlink(missing_ok=True)
-    buildah("push", "--quiet", ref, f"oci-archive:{archive}:{ref}")
+    buildah("push", "--quiet", ref, f"oci-archive:{archive}:{name or ref}")
     return archive
+
+
+def image_id(ref: str) -> str:
+    """The image's ID (the digest of its config, without "sha256:"), as Docker's API shows it."""
+    return buildah("inspect", "--type", "image", "--format", "{{.FromImageID}}", ref).strip()
 
 
 def config(ref: str) -> dict[str, Any]:

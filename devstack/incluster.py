@@ -23,7 +23,8 @@ import yaml
 
 from . import prometheus
 from .kube import crd_files
-from .node import KubeNode, image_named
+from .node import KubeNode
+from .nodeconfig import RESTRICTED, deployment, image_named, rbac
 
 NAMESPACE = "monitoring"
 RELEASE_LABEL = "monitoring"  # the `release` label of a kube-prometheus-stack installed as "monitoring"
@@ -46,59 +47,20 @@ ALERTMANAGER_SELECTION = (
     "alertmanagerConfigMatcherStrategy",
 )
 
-_RESTRICTED = {
-    "allowPrivilegeEscalation": False,
-    "readOnlyRootFilesystem": True,
-    "capabilities": {"drop": ["ALL"]},
-}
-
 
 def _rbac(name: str, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    meta = {"name": name, "namespace": NAMESPACE}
-    return [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRole",
-            "metadata": {"name": name},
-            "rules": rules,
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": {"name": name},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
-            "subjects": [{"kind": "ServiceAccount", **meta}],
-        },
-    ]
+    return rbac(NAMESPACE, name, name, rules)
 
 
 def _deployment(name: str, container: dict[str, Any], **pod: Any) -> dict[str, Any]:
-    labels = {"app.kubernetes.io/name": name}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "securityContext": {"runAsNonRoot": True, "runAsUser": 65534, "runAsGroup": 65534},
-                    "containers": [
-                        {
-                            "name": name,
-                            "imagePullPolicy": "Never",
-                            "securityContext": _RESTRICTED,
-                            **container,
-                        }
-                    ],
-                    **pod,
-                },
-            },
-        },
+    spec = {
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 65534, "runAsGroup": 65534},
+        "containers": [
+            {"name": name, "imagePullPolicy": "Never", "securityContext": RESTRICTED, **container}
+        ],
+        **pod,
     }
+    return deployment(NAMESPACE, name, {"app.kubernetes.io/name": name}, spec)
 
 
 def _read(verbs: list[str], *resources: str, group: str = "") -> dict[str, Any]:

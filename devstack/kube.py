@@ -142,6 +142,7 @@ class ControlPlaneCerts:
 
     @classmethod
     def generate(cls, directory: Path, service_ip: str = "10.0.0.1") -> ControlPlaneCerts:
+        """`service_ip`: the `kubernetes` Service's address, which pods reach the API server at."""
         directory.mkdir(parents=True, exist_ok=True)
         certs = cls(directory)
         ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -244,14 +245,32 @@ def etcd_argv(etcd: Path, data_dir: Path, client_port: int, peer_port: int) -> l
     ]
 
 
+def service_ip(service_cidr: str) -> str:
+    """The `kubernetes` Service's address: the first of the service range."""
+    return str(ipaddress.ip_network(service_cidr)[1])
+
+
 def apiserver_argv(
-    apiserver: Path, certs: ControlPlaneCerts, port: int, etcd_url: str, extra: Sequence[str] = ()
+    apiserver: Path,
+    certs: ControlPlaneCerts,
+    port: int,
+    etcd_url: str,
+    *,
+    address: str | None = None,
+    service_cidr: str = SERVICE_CLUSTER_IP_RANGE,
+    kubelets: bool = False,
+    extra: Sequence[str] = (),
 ) -> list[str]:
+    """The API server's command line; see KubeControlPlane.start for `address`, `kubelets` and `extra`."""
     url = f"https://127.0.0.1:{port}"
-    return [
-        str(apiserver),
-        "--bind-address=127.0.0.1",
-        "--advertise-address=127.0.0.1",
+    # Without `address`, loopback only: 127.0.0.1 is not a valid Endpoints address, so no reconciler.
+    bind, advertise, endpoints = (
+        ("0.0.0.0", address, "lease") if address else ("127.0.0.1", "127.0.0.1", "none")
+    )
+    flags = [
+        f"--bind-address={bind}",
+        f"--advertise-address={advertise}",
+        f"--endpoint-reconciler-type={endpoints}",
         f"--secure-port={port}",
         f"--etcd-servers={etcd_url}",
         f"--tls-cert-file={certs.serving_cert}",
@@ -260,14 +279,30 @@ def apiserver_argv(
         f"--service-account-key-file={certs.sa_pub}",
         f"--service-account-signing-key-file={certs.sa_key}",
         f"--service-account-issuer={url}",
-        f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+        f"--service-cluster-ip-range={service_cidr}",
         "--authorization-mode=RBAC",
-        # No controller-manager creates service accounts' tokens, so pods would be refused without this.
-        "--disable-admission-plugins=ServiceAccount",
+        # Without kubelets, no controller-manager creates service accounts' tokens: pods would be refused.
+        f"--disable-admission-plugins={'' if kubelets else 'ServiceAccount'}",
         "--allow-privileged=true",
-        "--endpoint-reconciler-type=none",  # 127.0.0.1 is not a valid Endpoints address
-        *extra,
     ]
+    if kubelets:
+        flags += [
+            f"--kubelet-client-certificate={certs.client_cert}",
+            f"--kubelet-client-key={certs.client_key}",
+            # A node's name is not in any DNS: reach the kubelet at its address.
+            "--kubelet-preferred-address-types=InternalIP",
+        ]
+    return [str(apiserver), *_override(flags, extra)]
+
+
+def _flag_name(flag: str) -> str:
+    return flag.split("=", 1)[0]
+
+
+def _override(flags: Sequence[str], extra: Sequence[str]) -> list[str]:
+    """`flags` with each of `extra` replacing the flag of its name (`--name=value`), or added."""
+    replaced = {_flag_name(flag) for flag in extra}
+    return [flag for flag in flags if _flag_name(flag) not in replaced] + list(extra)
 
 
 class KubeControlPlane(LocalService):
@@ -301,17 +336,27 @@ class KubeControlPlane(LocalService):
         cls,
         work_dir: Path,
         *,
+        address: str | None = None,
+        service_cidr: str = SERVICE_CLUSTER_IP_RANGE,
+        kubelets: bool = False,
         apiserver_flags: Sequence[str] = (),
         timeout: float = 120.0,
     ) -> KubeControlPlane:
         """Generate certificates, start etcd (data in `work_dir/etcd`) and kube-apiserver, wait for /readyz.
 
-        `apiserver_flags` are appended to the API server's command line (e.g. "--feature-gates=...").
+        By default the API server is envtest's: on loopback only, no `kubernetes` Endpoints, no service
+        account admission. For a node (devstack/node.py): `address`, where pods reach it (it then listens
+        on every address, advertises this one and keeps the `kubernetes` Endpoints by lease); `service_cidr`,
+        the Services' range (its first address, the `kubernetes` Service's, is in the serving certificate);
+        `kubelets`, a controller-manager and kubelets run against it: service accounts get their tokens
+        (ServiceAccount admission on) and the API server reaches the kubelets (logs, exec) at their
+        InternalIP as the admin. Each `--name=value` of `apiserver_flags` replaces the flag of that name,
+        or is added (e.g. "--feature-gates=...").
         """
         etcd_bin, apiserver_bin = binary("etcd"), binary("kube-apiserver")
         work_dir = Path(work_dir).resolve()
         work_dir.mkdir(parents=True, exist_ok=True)
-        certs = ControlPlaneCerts.generate(work_dir / "pki")
+        certs = ControlPlaneCerts.generate(work_dir / "pki", service_ip=service_ip(service_cidr))
         client_port, peer_port, port = free_port(), free_port(), free_port()
         etcd_url = f"http://127.0.0.1:{client_port}"
         url = f"https://127.0.0.1:{port}"
@@ -324,7 +369,16 @@ class KubeControlPlane(LocalService):
         apiserver: ServiceProcess | None = None
         try:
             etcd.wait_until(lambda: http_ok(f"{etcd_url}/health"), timeout, "healthy")
-            argv = apiserver_argv(apiserver_bin, certs, port, etcd_url, apiserver_flags)
+            argv = apiserver_argv(
+                apiserver_bin,
+                certs,
+                port,
+                etcd_url,
+                address=address,
+                service_cidr=service_cidr,
+                kubelets=kubelets,
+                extra=apiserver_flags,
+            )
             apiserver = ServiceProcess("kube-apiserver", argv, work_dir / "kube-apiserver.log")
             kubeconfig = work_dir / "kubeconfig"
             write_kubeconfig(kubeconfig, url, certs)

@@ -3,7 +3,7 @@
 # registry can be pulled from here), each kept as an OCI archive images/<name>.tar (+ <name>.ref, its name)
 # that the node imports into containerd at start:
 #   python-base  debootstrap'd bookworm (minbase) + python3, venv, pip, with this machine's CA certificates
-#                (pip in builds reaches PyPI): the local base of images/*/Dockerfile (ARG PYTHON_IMAGE);
+#                (pip in builds reaches PyPI): the local base of images/Dockerfile (ARG PYTHON_IMAGE);
 #   pause        the sandbox image, a static C program;
 #   prometheus, coredns, prometheus-operator, prometheus-config-reloader, victoria-logs: the static Go
 #                binaries of parts "node" and "victorialogs" on an empty rootfs (Debian's prometheus has no
@@ -30,13 +30,15 @@ graphroot = "$IMAGES/storage"
 runroot = "$IMAGES/storage-run"
 EOF
 # netns = "host": buildah never sets up a CNI network of its own (a bridge, iptables chains, ip_forward=1);
-# its CNI directory (made at every start) in the cache, not /etc/cni.
+# its CNI directory (made at every start) in the cache, not /etc/cni; podman's (part "skaffold") run files
+# too, not /run/libpod.
 cat >"$IMAGES/containers.conf" <<EOF
 [containers]
 netns = "host"
 [network]
 network_config_dir = "$IMAGES/cni"
 [engine]
+tmp_dir = "$IMAGES/podman-run"
 cgroup_manager = "cgroupfs"
 events_logger = "file"
 runtime = "runc"

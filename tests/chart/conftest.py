@@ -9,12 +9,13 @@ from typing import Any, Protocol
 
 import pytest
 
+from devstack.chart import make_chart_copy
+
 from .support import (
     CHART,
     NAMESPACE,
     RELEASE,
     Manifest,
-    make_chart_copy,
     parse_manifests,
     run_helm,
     values_args,

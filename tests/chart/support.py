@@ -1,11 +1,5 @@
-"""Helpers of the chart tests: a renderable copy of the chart, helm, and schema validation of manifests.
-
-No chart repository is reachable here, so the chart is copied to a temporary directory where each dependency
-is a minimal local stand-in chart (name and version of Chart.lock, nothing else): our own templates are
-rendered for real, the subcharts render nothing. Two stand-ins render one ConfigMap each, labelled
-`standin: "true"`, with the values we hand to the real chart passed through `tpl` as the real chart does:
-kube-prometheus-stack (Grafana's additionalDataSources and admin.existingSecret) and kafka-ui
-(yamlApplicationConfig). The tests read those to check the names our tpl strings produce.
+"""Helpers of the chart tests: a renderable copy of the chart (devstack/chart.py: its dependencies are
+local stand-ins), helm, and schema validation of manifests.
 """
 
 from __future__ import annotations
@@ -13,56 +7,26 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import shutil
 import subprocess
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+# The chart and its copy are devstack/chart.py's (make cluster-up installs it too); CHART, REPO and
+# default_values stay importable from here for the chart tests that read them.
+from devstack.chart import CHART as CHART
+from devstack.chart import REPO as REPO
+from devstack.chart import default_values as default_values
 from devstack.kube import crd_files as kube_crd_files
 from devstack.kube import load_manifests
 from devstack.tools import binary
 
-REPO = Path(__file__).resolve().parents[2]
-CHART = REPO / "charts" / "ingestion-observability"
 RELEASE = "ingestion-observability"
 NAMESPACE = "ingestion"
 # The Kubernetes version of the tools' kube-apiserver (scripts/tools/40-kube.sh) and of our schema checks.
 KUBE_VERSION = "1.36.0"
 
 Manifest = dict[str, Any]
-
-_KPS_STANDIN = """\
-{{- /* Test stand-in: the values kube-prometheus-stack passes through tpl (datasources, admin secret). */ -}}
-apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: standin-kube-prometheus-stack
-  labels:
-    standin: "true"
-data:
-  additionalDataSources: |
-    {{- tpl (toYaml .Values.grafana.additionalDataSources) . | nindent 4 }}
-  adminExistingSecret: {{ tpl .Values.grafana.admin.existingSecret . | quote }}
-  defaultDatasourceUid: {{ .Values.grafana.sidecar.datasources.uid | quote }}
-"""
-
-_KAFKA_UI_STANDIN = """\
-{{- /* Test stand-in: kafka-ui's configmap_fromValues.yaml passes yamlApplicationConfig through tpl. */ -}}
-apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: standin-kafka-ui
-  labels:
-    standin: "true"
-data:
-  config.yml: |
-    {{- tpl (toYaml .Values.yamlApplicationConfig) . | nindent 4 }}
-"""
-
-_STANDIN_TEMPLATES = {"kube-prometheus-stack": _KPS_STANDIN, "kafka-ui": _KAFKA_UI_STANDIN}
 
 
 def need(module: str) -> Any:
@@ -72,37 +36,6 @@ def need(module: str) -> Any:
 
 def helm_binary() -> Path:
     return binary("helm")
-
-
-def chart_yaml() -> dict[str, Any]:
-    data: dict[str, Any] = yaml.safe_load((CHART / "Chart.yaml").read_text())
-    return data
-
-
-def chart_lock() -> dict[str, Any]:
-    data: dict[str, Any] = yaml.safe_load((CHART / "Chart.lock").read_text())
-    return data
-
-
-def default_values() -> dict[str, Any]:
-    data: dict[str, Any] = yaml.safe_load((CHART / "values.yaml").read_text())
-    return data
-
-
-def make_chart_copy(dest: Path, *, standins: bool = True) -> Path:
-    """Copy the chart to `dest` (which must not exist) with stand-in dependency charts in charts/."""
-    shutil.copytree(CHART, dest, ignore=shutil.ignore_patterns("charts", "*.tgz"))
-    if standins:
-        for dep in chart_lock()["dependencies"]:
-            sub = dest / "charts" / dep["name"]
-            sub.mkdir(parents=True)
-            metadata = {"apiVersion": "v2", "name": dep["name"], "version": dep["version"]}
-            (sub / "Chart.yaml").write_text(yaml.safe_dump(metadata, sort_keys=False))
-            template = _STANDIN_TEMPLATES.get(dep["name"])
-            if template:
-                (sub / "templates").mkdir()
-                (sub / "templates" / "standin.yaml").write_text(template)
-    return dest
 
 
 def helm_env(home: Path) -> dict[str, str]:

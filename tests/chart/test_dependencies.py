@@ -17,7 +17,9 @@ from typing import Any
 
 import yaml
 
-from .support import CHART, chart_lock, chart_yaml, default_values, run_helm
+from devstack.chart import CHART, chart_lock, chart_yaml, default_values
+
+from .support import run_helm
 
 
 def _go_dependency(dep: dict[str, Any], *, locked: bool) -> dict[str, Any]:

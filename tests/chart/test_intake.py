@@ -8,12 +8,13 @@ from typing import Any
 
 import pytest
 
+from devstack import components
 from ingestion_observability.intake.cli import build_parser
 
 from .conftest import FULL_OVERRIDES, Render, RenderError
 from .support import RELEASE, REPO, by_kind, containers, env_of, one
 
-DOCKERFILE = REPO / "images" / "intake" / "Dockerfile"
+DOCKERFILE = components.DOCKERFILE
 
 ON: dict[str, Any] = {"intake": FULL_OVERRIDES["intake"]}
 
@@ -87,9 +88,10 @@ def test_image_is_hadolint_clean_non_root_and_runs_the_console_script() -> None:
         [hadolint, "--no-color", str(DOCKERFILE)], capture_output=True, text=True, check=False
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    lines = [line.strip() for line in DOCKERFILE.read_text().splitlines()]
-    final = lines[max(i for i, line in enumerate(lines) if line.startswith("FROM ")) :]
-    assert "ARG PYTHON_IMAGE=python:3.11.15-slim-bookworm" in lines  # the official base by default
-    assert "USER 10001:10001" in final and "WORKDIR /tmp" in final  # read-only root: only /tmp is written
-    assert final[-1] == 'ENTRYPOINT ["ingestion-intake"]'
+    assert "intake" in components.names()  # a target of images/Dockerfile: built, linted, deployed
+    final = [f"{name} {args}" for name, args in components.image_instructions("intake")]
+    assert components.global_args()["PYTHON_IMAGE"] == "python:3.11.15-slim-bookworm"  # the official base
+    users = [line for line in final if line.startswith("USER ")]
+    assert users[-1] == "USER 10001:10001" and "WORKDIR /tmp" in final  # read-only root: only /tmp is written
+    assert final[-1] == 'ENTRYPOINT ["ingestion-intake"]' and "EXPOSE 5000" in final
     assert "ingestion-intake" in (REPO / "pyproject.toml").read_text()

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import pytest
 import yaml
 
+from devstack.chart import make_chart_copy
 from ingestion_observability.render import load_config, notifications
 from ingestion_observability.render.config import Notifications, RenderConfig, SecretRef, Slack
 from ingestion_observability.render.rules import render_rules
@@ -32,7 +33,6 @@ from .support import (
     crd_errors,
     crd_schemas,
     env_of,
-    make_chart_copy,
     one,
     parse_manifests,
     run_helm,

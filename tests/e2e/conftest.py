@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 
 from devstack import images
+from devstack.chart import CHART, make_chart_copy
 from devstack.cluster import IMAGE_TAG, Cluster, running
+from devstack.host import machine_state
 from devstack.incluster import Monitoring
 from devstack.kafka import KafkaBroker
-from devstack.node import KubeNode, machine_state
+from devstack.node import KubeNode
 from devstack.tools import binary
-from tests.chart.support import CHART, make_chart_copy
 
 RELEASE = "ingestion-observability"
 NAMESPACE = "ingestion"

@@ -1,4 +1,5 @@
-"""Session-wide real services (Kafka, VictoriaLogs) on free ports; each test has its own topic, group, job."""
+"""Session-wide real services (Kafka, VictoriaLogs: devstack/localstack.py) on free ports; each test has its
+own topic, group, job."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 
 from devstack.consumer import ConsumerProcess
 from devstack.kafka import KafkaBroker
+from devstack.localstack import ConsumerOptions, LocalStack, PrometheusOptions, running
 from devstack.prometheus import PrometheusServer
 from devstack.victorialogs import VictoriaLogsServer
 from tests.integration.fleet import Fleet
@@ -22,23 +24,26 @@ _names = itertools.count(1)
 
 
 @pytest.fixture(scope="session")
-def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
-    with KafkaBroker.start(tmp_path_factory.mktemp("kafka")) as broker:
-        yield broker
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """The session's Kafka and VictoriaLogs."""
+    with running(tmp_path_factory.mktemp("services")) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="session")
-def logstore(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VictoriaLogsServer]:
-    with VictoriaLogsServer.start(tmp_path_factory.mktemp("victorialogs")) as server:
-        yield server
+def kafka(services: LocalStack) -> KafkaBroker:
+    return services.kafka
+
+
+@pytest.fixture(scope="session")
+def logstore(services: LocalStack) -> VictoriaLogsServer:
+    return services.logstore
 
 
 @pytest.fixture
-def topic(kafka: KafkaBroker) -> str:
+def topic(services: LocalStack) -> str:
     """A fresh topic (3 partitions) and its dead-letter topic."""
-    name = f"runs-{next(_names)}"
-    kafka.create_topics([name, f"{name}.dlq"], partitions=3)
-    return name
+    return services.create_topic(f"runs-{next(_names)}")
 
 
 @pytest.fixture
@@ -61,22 +66,18 @@ def pipeline(
     kafka: KafkaBroker, logstore: VictoriaLogsServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Pipeline]:
     """The sample logs.json ingested through the real services, Prometheus loaded with the chart's rules."""
-    work = tmp_path_factory.mktemp("pipeline")
     topic = "ingestion-logs"
-    kafka.create_topics([topic, f"{topic}.dlq"], partitions=3)
-    with (
-        ConsumerProcess.start(
-            work / "consumer.log", kafka.bootstrap_servers, logstore.push_url, topic=topic
-        ) as consumer,
-        PrometheusServer.start(
-            work / "prometheus",
-            targets=[consumer.target],
-            scrape_interval="1s",
-            evaluation_interval="1s",
-            rule_files=[CHART_RULES],
-        ) as prometheus,
-    ):
-        consumer.wait_ready()
+    with running(
+        tmp_path_factory.mktemp("pipeline"),
+        kafka=kafka,
+        logstore=logstore,
+        topic=topic,
+        consumer=ConsumerOptions(),
+        prometheus=PrometheusOptions(
+            scrape_interval="1s", evaluation_interval="1s", rule_files=(CHART_RULES,)
+        ),
+    ) as stack:
+        consumer, prometheus = stack.consumer, stack.prometheus
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
             exit_code = produce(kafka.bootstrap_servers, topic, "--rebase-time")

@@ -34,7 +34,7 @@ def _ports(stack: stackcheck.Stack) -> list[str]:
     return [
         f"--kafka-port={stack.kafka_port}",
         f"--prometheus-port={stack.prometheus_port}",
-        f"--loki-port={stack.logs_port}",
+        f"--logs-port={stack.logs_port}",
         f"--metrics-port={stack.metrics_port}",
         f"--alertmanager-port={stack.alertmanager_port}",
         f"--inbox-port={stack.inbox_port}",

@@ -104,7 +104,8 @@ def _dashboard(
         labels={**_labels(name, "dashboard"), settings.dashboard_label: settings.dashboard_label_value},
         annotations={**annotations, settings.folder_annotation: source.folder or settings.default_folder},
     )
-    # Compact: a dashboard grows by ~9 kB per objet and a ConfigMap holds at most 1 MiB.
+    # Compact: a dashboard grows with every objet and a ConfigMap holds at most 1 MiB (a test renders the
+    # largest spec the schema allows and keeps it under).
     dashboard["data"] = {
         f"{name}.json": json.dumps(render_dashboard(config), ensure_ascii=False, separators=(",", ":"))
     }

@@ -14,7 +14,6 @@ import kopf
 import yaml
 
 from ingestion_observability.render import ConfigError
-from ingestion_observability.settings import add_flag
 from ingestion_operator import children, handlers, spec
 from ingestion_operator.children import API_VERSION, KIND
 from ingestion_operator.client import KubeClient, load_client
@@ -33,7 +32,6 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the operator against the current kubeconfig or in-cluster")
     add_run_flags(run)
-    add_flag(run, "--log-level", "LOG_LEVEL", "INFO", "DEBUG, INFO or WARNING")
     render = commands.add_parser("render", help="print the generated objects of IngestionSource files")
     render.add_argument(
         "-f",
@@ -122,7 +120,7 @@ def _not_routine(record: logging.LogRecord) -> bool:
 
 def _run(args: argparse.Namespace) -> int:
     config = operator_config(args)
-    level = args.log_level.upper()
+    level = config.log_level.upper()
     kopf.configure(debug=level == "DEBUG", quiet=level in ("WARNING", "ERROR"), log_prefix=True)
     logging.getLogger("kopf.objects").addFilter(_not_routine)
     registry = kopf.OperatorRegistry()
@@ -135,12 +133,12 @@ def _run(args: argparse.Namespace) -> int:
     kopf.run(
         registry=registry,
         settings=handlers.kopf_settings(config),
-        standalone=args.standalone,
-        peering_name=args.peering,
-        priority=args.priority,
+        standalone=config.standalone,
+        peering_name=config.peering,
+        priority=config.priority,
         namespaces=config.namespaces,
         clusterwide=not config.namespaces,
-        liveness_endpoint=args.liveness,
+        liveness_endpoint=config.liveness,
         memo=handlers.Context(
             config=config, api=KubeClient(load_client(config.workers)), publisher=publisher
         ),

@@ -1,4 +1,5 @@
-"""Operator configuration: command-line flags that default to environment variables (the chart sets those).
+"""Operator configuration: each setting a field with its flag and the environment variable the chart sets
+(ingestion_observability.settings), read by `ingestion-operator run` and `render`.
 
 Thresholds and the other render defaults (datasource uids, runbook URL, consumer and Loki jobs) come from
 one render config file, `--defaults` (the `ingestion-render --config` format); a spec field overrides them.
@@ -7,69 +8,111 @@ one render config file, `--defaults` (the `ingestion-render --config` format); a
 from __future__ import annotations
 
 import argparse
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ingestion_observability.render import ConfigError, RenderConfig, load_config
-from ingestion_observability.settings import add_flag, env_flag
-
-NAMESPACES_ENV = "INGESTION_OPERATOR_NAMESPACES"
+from ingestion_observability.settings import add_flag, add_settings, from_args, setting
 
 
 @dataclass(frozen=True)
 class ChildSettings:
     """What the generated objects carry for kube-prometheus-stack and the Grafana sidecar to load them."""
 
-    release: str = "kube-prometheus-stack"  # its Prometheus selects PrometheusRules by `release: <release>`
-    dashboard_label: str = "grafana_dashboard"  # the sidecar's `label`
-    dashboard_label_value: str = "1"  # the sidecar's `labelValue`
-    folder_annotation: str = "grafana_folder"  # the sidecar's `folderAnnotation`
-    default_folder: str = "Ingestion"
+    # its Prometheus selects PrometheusRules by `release: <release>`
+    release: str = setting(
+        "--release",
+        "INGESTION_OPERATOR_RELEASE",
+        "kube-prometheus-stack",
+        "`release` label of the PrometheusRules",
+    )
+    # the sidecar's `label` and `labelValue`: one flag, --dashboard-label NAME=VALUE (add_child_flags)
+    dashboard_label: str = "grafana_dashboard"
+    dashboard_label_value: str = "1"
+    folder_annotation: str = setting(
+        "--folder-annotation",
+        "INGESTION_OPERATOR_FOLDER_ANNOTATION",
+        "grafana_folder",
+        "annotation holding the Grafana folder (sidecar's folderAnnotation)",
+    )
+    default_folder: str = setting(
+        "--default-folder",
+        "INGESTION_OPERATOR_DEFAULT_FOLDER",
+        "Ingestion",
+        "Grafana folder when spec.dashboard.folder is unset",
+    )
+    # read from the file of --defaults (add_child_flags)
     defaults: RenderConfig = field(default_factory=RenderConfig)
 
 
 @dataclass(frozen=True)
 class OperatorConfig:
     children: ChildSettings = field(default_factory=ChildSettings)
-    namespaces: tuple[str, ...] = ()  # empty: every namespace
-    resync_seconds: float = 60.0  # drift repair period, besides watching the children; 0: none
-    workers: int = 16  # threads for the (blocking) handlers
-    intake_url: str | None = None  # where Jobs' runs are published; None: Jobs are not recorded
-    intake_token_file: Path | None = None
-    publish_timeout: float = 10.0
+    namespaces: tuple[str, ...] = setting(  # empty: every namespace
+        "--namespace",
+        "INGESTION_OPERATOR_NAMESPACES",
+        (),
+        "namespace to watch, repeatable; none: every namespace",
+        repeated=True,
+        metavar="NAMESPACE",
+    )
+    resync_seconds: float = setting(
+        "--resync-seconds",
+        "INGESTION_OPERATOR_RESYNC_SECONDS",
+        60.0,
+        "period of the drift-repair timer; 0: no timer (and no finalizer on the sources)",
+        type=float,
+    )
+    workers: int = setting("--workers", "INGESTION_OPERATOR_WORKERS", 16, "handler threads", type=int)
+    intake_url: str | None = setting(
+        "--intake-url",
+        "INGESTION_OPERATOR_INTAKE_URL",
+        None,
+        "the intake's base URL, where the runs of the Jobs sources select are published; none: not recorded",
+    )
+    intake_token_file: Path | None = setting(
+        "--intake-token-file",
+        "INGESTION_OPERATOR_INTAKE_TOKEN_FILE",
+        None,
+        "file whose first line is the intake's bearer token (re-read at each request)",
+        type=Path,
+    )
+    publish_timeout: float = setting(
+        "--publish-timeout",
+        "INGESTION_OPERATOR_PUBLISH_TIMEOUT",
+        10.0,
+        "seconds the intake has to answer (it answers once Kafka acknowledged)",
+        type=float,
+    )
+    liveness: str | None = setting(
+        "--liveness",
+        "INGESTION_OPERATOR_LIVENESS",
+        None,
+        "liveness endpoint served by kopf, e.g. http://0.0.0.0:8080/healthz",
+    )
+    standalone: bool = setting(
+        "--standalone",
+        "INGESTION_OPERATOR_STANDALONE",
+        False,
+        "no peering with other instances; without it, kopf peering pauses the instances of lower priority, "
+        "given kopf's peering CRDs",
+        boolean=True,
+    )
+    peering: str | None = setting("--peering", "INGESTION_OPERATOR_PEERING", None, "kopf peering object name")
+    priority: int = setting("--priority", "INGESTION_OPERATOR_PRIORITY", 0, "kopf peering priority", type=int)
+    log_level: str = setting("--log-level", "LOG_LEVEL", "INFO", "DEBUG, INFO or WARNING")
 
 
 def add_child_flags(parser: argparse.ArgumentParser) -> None:
     """Flags shared by `run` and `render`: the generated objects must be the same either way."""
+    add_settings(parser, ChildSettings)
     defaults = ChildSettings()
-    add_flag(
-        parser,
-        "--release",
-        "INGESTION_OPERATOR_RELEASE",
-        defaults.release,
-        "`release` label of the PrometheusRules",
-    )
     add_flag(
         parser,
         "--dashboard-label",
         "INGESTION_OPERATOR_DASHBOARD_LABEL",
         f"{defaults.dashboard_label}={defaults.dashboard_label_value}",
         "NAME=VALUE label of the dashboard ConfigMaps (Grafana sidecar's label/labelValue)",
-    )
-    add_flag(
-        parser,
-        "--folder-annotation",
-        "INGESTION_OPERATOR_FOLDER_ANNOTATION",
-        defaults.folder_annotation,
-        "annotation holding the Grafana folder (sidecar's folderAnnotation)",
-    )
-    add_flag(
-        parser,
-        "--default-folder",
-        "INGESTION_OPERATOR_DEFAULT_FOLDER",
-        defaults.default_folder,
-        "Grafana folder when spec.dashboard.folder is unset",
     )
     add_flag(
         parser,
@@ -83,60 +126,7 @@ def add_child_flags(parser: argparse.ArgumentParser) -> None:
 
 def add_run_flags(parser: argparse.ArgumentParser) -> None:
     add_child_flags(parser)
-    parser.add_argument(
-        "--namespace",
-        action="append",
-        default=[],
-        help=f"namespace to watch, repeatable or comma-separated (env {NAMESPACES_ENV}); none: all",
-    )
-    add_flag(
-        parser,
-        "--resync-seconds",
-        "INGESTION_OPERATOR_RESYNC_SECONDS",
-        "60",
-        "period of the drift-repair timer; 0: no timer (and no finalizer on the sources)",
-        type=float,
-    )
-    add_flag(parser, "--workers", "INGESTION_OPERATOR_WORKERS", "16", "handler threads", type=int)
-    add_flag(
-        parser,
-        "--intake-url",
-        "INGESTION_OPERATOR_INTAKE_URL",
-        None,
-        "the intake's base URL, where the runs of the Jobs sources select are published; none: not recorded",
-    )
-    add_flag(
-        parser,
-        "--intake-token-file",
-        "INGESTION_OPERATOR_INTAKE_TOKEN_FILE",
-        None,
-        "file whose first line is the intake's bearer token (re-read at each request)",
-        type=Path,
-    )
-    add_flag(
-        parser,
-        "--publish-timeout",
-        "INGESTION_OPERATOR_PUBLISH_TIMEOUT",
-        "10",
-        "seconds the intake has to answer (it answers once Kafka acknowledged)",
-        type=float,
-    )
-    add_flag(
-        parser,
-        "--liveness",
-        "INGESTION_OPERATOR_LIVENESS",
-        None,
-        "liveness endpoint served by kopf, e.g. http://0.0.0.0:8080/healthz",
-    )
-    parser.add_argument(
-        "--standalone",
-        action="store_true",
-        default=env_flag("INGESTION_OPERATOR_STANDALONE"),
-        help="no peering with other instances (env INGESTION_OPERATOR_STANDALONE); without it, kopf "
-        "peering pauses the instances of lower priority, given kopf's peering CRDs",
-    )
-    add_flag(parser, "--peering", "INGESTION_OPERATOR_PEERING", None, "kopf peering object name")
-    add_flag(parser, "--priority", "INGESTION_OPERATOR_PRIORITY", "0", "kopf peering priority", type=int)
+    add_settings(parser, OperatorConfig)
 
 
 def child_settings(args: argparse.Namespace) -> ChildSettings:
@@ -144,33 +134,25 @@ def child_settings(args: argparse.Namespace) -> ChildSettings:
     name, sep, value = args.dashboard_label.partition("=")
     if not sep or not name:
         raise ConfigError(f"--dashboard-label: expected NAME=VALUE, got {args.dashboard_label!r}")
-    return ChildSettings(
-        release=args.release,
+    return from_args(
+        ChildSettings,
+        args,
         dashboard_label=name,
         dashboard_label_value=value,
-        folder_annotation=args.folder_annotation,
-        default_folder=args.default_folder,
         defaults=load_config(args.defaults) if args.defaults else RenderConfig(),
     )
 
 
 def operator_config(args: argparse.Namespace) -> OperatorConfig:
-    items = args.namespace or [os.environ.get(NAMESPACES_ENV, "")]
-    namespaces = tuple(ns.strip() for item in items for ns in item.split(",") if ns.strip())
-    if args.resync_seconds < 0:
+    config = from_args(OperatorConfig, args, children=child_settings(args))
+    if config.intake_url == "":  # an empty variable: not recorded
+        config = replace(config, intake_url=None)
+    if config.resync_seconds < 0:
         raise ConfigError("--resync-seconds: must not be negative (0 disables the timer)")
-    if args.workers < 1:
+    if config.workers < 1:
         raise ConfigError("--workers: must be >= 1")
-    if args.publish_timeout <= 0:
+    if config.publish_timeout <= 0:
         raise ConfigError("--publish-timeout: must be positive")
-    if args.intake_url and not args.intake_url.startswith(("http://", "https://")):
-        raise ConfigError(f"--intake-url: expected an http(s) URL, got {args.intake_url!r}")
-    return OperatorConfig(
-        children=child_settings(args),
-        namespaces=namespaces,
-        resync_seconds=args.resync_seconds,
-        workers=args.workers,
-        intake_url=args.intake_url or None,
-        intake_token_file=args.intake_token_file,
-        publish_timeout=args.publish_timeout,
-    )
+    if config.intake_url and not config.intake_url.startswith(("http://", "https://")):
+        raise ConfigError(f"--intake-url: expected an http(s) URL, got {config.intake_url!r}")
+    return config

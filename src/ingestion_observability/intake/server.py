@@ -19,10 +19,9 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import tzinfo
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import orjson
 from kafka.errors import KafkaError
@@ -42,6 +41,7 @@ from ingestion_observability.event import InvalidRecord, normalise
 from ingestion_observability.intake.payload import Item, PayloadError, TooLarge, decode_body, read_items
 from ingestion_observability.intake.publish import IntakePublisher, retriable
 from ingestion_observability.producer.publisher import event_key
+from ingestion_observability.settings import CommonSettings, setting, zone, zone_name
 
 log = logging.getLogger("ingestion_observability.intake")
 
@@ -55,17 +55,56 @@ _JOB_FACETS = (openlineage.SOURCE_FACET,)
 
 
 @dataclass(frozen=True)
-class IntakeConfig:
-    bootstrap_servers: str
-    topic: str
-    delivery_timeout: float = 4.0
-    max_body_bytes: int = 4 * 1024 * 1024
-    max_message_bytes: int = 64 * 1024
-    retry_after: int = 5
-    max_concurrent: int = 32
-    source_from: openlineage.SourceFrom = "namespace"
-    timezone: tzinfo | None = None  # of connector timestamps written without one (None: UTC)
-    token_file: Path | None = None
+class IntakeConfig(CommonSettings):
+    """Everything the intake is configured with: each setting's flag and variable in `ingestion-intake -h`."""
+
+    port: int = setting("--port", "INTAKE_PORT", 5000, "HTTP port (5000: Marquez's)", type=int)
+    address: str = setting("--address", "INTAKE_ADDRESS", "0.0.0.0", "HTTP address")
+    delivery_timeout: float = setting(
+        "--delivery-timeout",
+        "DELIVERY_TIMEOUT_SECONDS",
+        4.0,
+        "seconds Kafka has to acknowledge a request's events before the request gets 503 (below the "
+        "OpenLineage client's 5 s request timeout)",
+        type=float,
+    )
+    max_body_bytes: int = setting(
+        "--max-body-bytes", "INTAKE_MAX_BODY_BYTES", 4 * 1024 * 1024, "413 beyond", type=int
+    )
+    max_message_bytes: int = setting(
+        "--max-message-bytes",
+        "MAX_MESSAGE_BYTES",
+        64 * 1024,
+        "the consumer's message limit: a larger RunEvent is published with only the fields the product reads",
+        type=int,
+    )
+    retry_after: int = setting(
+        "--retry-after", "INTAKE_RETRY_AFTER_SECONDS", 5, "Retry-After of a 503", type=int
+    )
+    max_concurrent: int = setting(
+        "--max-concurrent", "INTAKE_MAX_CONCURRENT", 32, "POSTs in progress, 503 beyond", type=int
+    )
+    source_from: openlineage.SourceFrom = setting(
+        "--source-from",
+        "INTAKE_SOURCE_FROM",
+        "namespace",
+        "RunEvent field giving the run's source: job.namespace, or the ingestion_source job facet",
+        choices=get_args(openlineage.SourceFrom),
+    )
+    timezone: str = setting(
+        "--timezone",
+        "SOURCE_TIMEZONE",
+        "UTC",
+        "zone of connector timestamps written without one",
+        type=zone_name,
+    )
+    token_file: Path | None = setting(
+        "--token-file",
+        "INTAKE_TOKEN_FILE",
+        None,
+        "bearer tokens, one per line (a mounted Secret; re-read when it changes); $INTAKE_TOKEN adds one",
+        type=Path,
+    )
 
 
 class Tokens:
@@ -164,6 +203,7 @@ class Intake:
         self.registry = registry
         self.publisher: IntakePublisher | None = None
         self.slots = threading.BoundedSemaphore(config.max_concurrent)
+        self.zone = zone(config.timezone)  # of connector timestamps written without one
         self._stop = threading.Event()
 
     def connect(self, retry_seconds: float = 2.0) -> None:
@@ -219,7 +259,7 @@ class Intake:
 
     def _run(self, item: Item) -> _Prepared:
         try:
-            event = normalise(item.value, *(() if self.config.timezone is None else (self.config.timezone,)))
+            event = normalise(item.value, self.zone)
         except InvalidRecord as exc:
             return _Prepared(item.position, reason=str(exc))
         return _Prepared(item.position, (event_key(event), orjson.dumps(event)))

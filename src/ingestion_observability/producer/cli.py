@@ -7,10 +7,9 @@ import logging
 import os
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import orjson
 from tqdm import tqdm
@@ -20,8 +19,9 @@ from ingestion_observability.producer.generate import generate_records
 from ingestion_observability.producer.publisher import Publisher
 from ingestion_observability.producer.reader import InputError, Item, read_records
 from ingestion_observability.producer.replay import Pacer, rebase_shift
+from ingestion_observability.producer.settings import ProducerSettings
 from ingestion_observability.sample import sample_logs_path
-from ingestion_observability.settings import add_common_flags, add_flag, env_flag, setup_logging
+from ingestion_observability.settings import add_settings, from_args, setup_logging, zone
 
 log = logging.getLogger("ingestion_observability.producer")
 
@@ -34,30 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ingestion-producer",
         description="Publish ingestion run records (JSON array or NDJSON) to Kafka as enriched events.",
     )
-    add_common_flags(parser, "topic to publish to")
-    add_flag(parser, "--file", "LOGS_FILE_PATH", None, "records to publish, '-' for stdin (default: sample)")
-    parser.add_argument(
-        "--simulate-realtime",
-        action=argparse.BooleanOptionalAction,
-        default=env_flag("SIMULATE_REALTIME"),
-        help="replay with the original spacing between runs (env SIMULATE_REALTIME, default false)",
-    )
-    add_flag(
-        parser, "--speed", "SIMULATE_SPEED", "1", "replay speed factor with --simulate-realtime", type=float
-    )
+    add_settings(parser, ProducerSettings, helps={"topic": "topic to publish to"})
     parser.add_argument(
         "--rebase-time",
         action="store_true",
         help="shift every timestamp so that the newest run ends now",
-    )
-    add_flag(parser, "--timezone", "SOURCE_TIMEZONE", "UTC", "zone of timestamps written without one")
-    add_flag(
-        parser,
-        "--delivery-timeout",
-        "DELIVERY_TIMEOUT_SECONDS",
-        "120",
-        "seconds a record may wait for the broker before it counts as failed",
-        type=float,
     )
     parser.add_argument("--strict", action="store_true", help="stop at the first invalid record (exit 2)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
@@ -93,8 +74,9 @@ def _write_ndjson(count: int, output: Path) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    tz: tzinfo = UTC if args.timezone.upper() == "UTC" else ZoneInfo(args.timezone)
-    source = args.file or str(sample_logs_path())
+    settings = from_args(ProducerSettings, args)
+    tz = zone(settings.timezone)
+    source = settings.file or str(sample_logs_path())
     if args.generate is not None and args.output:
         return _write_ndjson(args.generate, args.output)
 
@@ -118,8 +100,8 @@ def run(args: argparse.Namespace) -> int:
     progress = tqdm(
         total=total, unit="B" if args.generate is None else "rec", unit_scale=True, disable=not show
     )
-    pacer = Pacer(args.speed) if args.simulate_realtime else None
-    publisher = Publisher(args.bootstrap_servers, args.topic, args.delivery_timeout)
+    pacer = Pacer(settings.speed) if settings.simulate_realtime else None
+    publisher = Publisher(settings.bootstrap_servers, settings.topic, settings.delivery_timeout)
     invalid = 0
     try:
         for item in items(progress):

@@ -10,6 +10,8 @@ import orjson
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
+from ingestion_observability.producer.settings import ProducerSettings
+
 log = logging.getLogger(__name__)
 
 
@@ -37,7 +39,11 @@ def event_key(event: dict[str, Any]) -> bytes:
 
 class Publisher:
     def __init__(
-        self, bootstrap_servers: str, topic: str, timeout_seconds: float = 120.0, **overrides: Any
+        self,
+        bootstrap_servers: str,
+        topic: str,
+        timeout_seconds: float = ProducerSettings.delivery_timeout,
+        **overrides: Any,
     ) -> None:
         self.topic = topic
         self.delivery = Delivery()
