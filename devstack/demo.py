@@ -336,7 +336,8 @@ def open_ui(args: argparse.Namespace) -> int:
     url = f"http://localhost:{ui.local_port}"
     if args.kube_context not in _kube_contexts():
         print(
-            f"Pas de contexte kubectl {args.kube_context} : `make kind-up` et `make deploy` (ou `make dev`),"
+            f"Pas de contexte kubectl {args.kube_context} : `make kind-up` et `make deploy`"
+            " (ou `make dev-kind`),"
         )
         print(f"puis `{' '.join(forward)}` et {url}")
         print(f"({note})")

@@ -257,7 +257,7 @@ def coredns_manifests(image: str) -> list[dict[str, Any]]:
 
 def image_archives() -> dict[str, Path]:
     """{image name: OCI archive} of the images `make tools` built for the node (python-base excepted:
-    it is only the local base of images/*/Dockerfile)."""
+    it is only the local base of images/Dockerfile)."""
     directory = tools_dir() / "images"
     found = {
         ref.read_text().strip(): ref.with_suffix(".tar")

@@ -1,6 +1,6 @@
-"""Session-wide: `make cluster-up`'s node with its dependencies and the three images (devstack/cluster.py;
-the machine checked as found afterwards), and a copy of the chart with stand-ins for its dependencies (all
-disabled by values-node.yaml)."""
+"""Session-wide: `make cluster-up`'s node with its dependencies and the images of every component
+(devstack/cluster.py; the machine checked as found afterwards), and a copy of the chart with stand-ins for
+its dependencies (all disabled by values-node.yaml)."""
 
 from __future__ import annotations
 
