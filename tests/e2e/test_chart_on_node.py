@@ -241,7 +241,7 @@ def test_operator_in_the_cluster_reconciles_an_ingestion_source(
 
     wait_until(ready, timeout=120, what=f"IngestionSource {name} Ready")
     table = node.kubectl("-n", NAMESPACE, "get", "ingestionsource", name).splitlines()
-    assert table[0].split() == ["NAME", "SOURCE", "READY", "ALERTS", "AGE"]
+    assert table[0].split() == ["NAME", "SOURCE", "READY", "ALERTS", "JOBS", "AGE"]
     config = parse(source["spec"], RenderConfig(), NAMESPACE).config
     alerts = sum("alert" in rule for group in render_rules(config)["groups"] for rule in group["rules"])
     assert table[1].split()[:4] == [name, source["spec"]["source"], "True", str(alerts)]
