@@ -1,7 +1,8 @@
 """skaffold.yaml, generated from the components (devstack/skaffold.py), read by the real skaffold of
 `make tools`: fresh, at the newest config version that skaffold reads, every profile accepted, the artifacts
 the targets of images/Dockerfile, the node profile's builder and dependencies, the images and values the
-chart gets. Without a cluster: `skaffold diagnose` and `skaffold render` only."""
+chart gets. Without a cluster: `skaffold diagnose` and `skaffold render` only
+(tests/e2e/test_skaffold_on_node.py runs it on the node)."""
 
 from __future__ import annotations
 
