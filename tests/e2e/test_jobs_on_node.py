@@ -224,10 +224,6 @@ def _nothing_left(node: KubeNode) -> None:
     assert not node.kubectl("-n", NAMESPACE, "get", "secret", TOKEN_SECRET, "--ignore-not-found")
 
 
-def _failed_at(job: dict[str, Any]) -> str:
-    return str(next(c["lastTransitionTime"] for c in job["status"]["conditions"] if c["type"] == "Failed"))
-
-
 def _etat_and_duration(job: dict[str, Any]) -> tuple[str, float]:
     end = ending(job)
     assert end is not None, job["metadata"]["name"]
@@ -392,7 +388,7 @@ def test_a_suspended_cronjob_s_objet_goes_silent_after_its_periods(setup: Setup)
         seen=setup.status,
     )
     assert "suspended: " + CRON in setup.condition("Ready")["message"]
-    last_end = max(_time(j["status"].get("completionTime") or _failed_at(j)) for j in setup.cron_jobs())
+    last_end = max(_time(end.time) for j in setup.cron_jobs() if (end := ending(j)) is not None)
     _wait(
         lambda: [a for a in setup.firing("IngestionObjetMuet") if a.get("objet") == CRON],
         "IngestionObjetMuet firing for the suspended CronJob's objet",

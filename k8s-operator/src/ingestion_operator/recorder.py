@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from ingestion_operator.apply import ApplyError
 from ingestion_operator.children import GROUP
 from ingestion_operator.intake import PublishError
-from ingestion_operator.jobrun import Ending, Selection, ending, objet_name, run_events, start_time
+from ingestion_operator.jobrun import Ending, Selection, ending, labels, objet_name, run_events, start_time
 
 log = logging.getLogger("ingestion_operator.recorder")
 
@@ -135,7 +135,7 @@ class Recorder:
         uid = meta["uid"]
         held = self.marks.finalizer in (meta.get("finalizers") or [])
         recorded = self.marks.recorded in (meta.get("annotations") or {})
-        selected = selection is not None and selection.selector.selects(meta.get("labels") or {})
+        selected = selection is not None and selection.selector.selects(labels(job))
         if gone:
             self._seen.pop(uid, None)
             # deleted before the operator could hold it (created while it was down, or done within
