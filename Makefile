@@ -52,9 +52,10 @@ lint: ## ruff and mypy
 	$(BIN)/mypy src k8s-operator/src tests bench devstack
 
 .PHONY: generate
-generate: ## Rewrite the generated rules, dashboards, operator examples and skaffold.yaml (a test fails when they are stale)
+generate: ## Rewrite the generated files: rules, dashboards, operator examples, skaffold.yaml, the docs' settings tables
 	$(BIN)/ingestion-render generate --out charts/ingestion-observability/files
 	$(BIN)/python -m devstack.skaffold generate
+	$(BIN)/python -m devstack.settingsdoc
 	for f in k8s-operator/examples/*.yaml; do \
 		$(BIN)/ingestion-operator render -f $$f > k8s-operator/examples/generated/$$(basename $$f) || exit 1; \
 	done
@@ -68,7 +69,7 @@ unit: ## Unit tests only (no services)
 	$(BIN)/pytest tests/unit
 
 .PHONY: bench
-bench: tools ## Throughput and memory against the physical limits on the real services (~5 min): table + bench/results.json
+bench: tools ## Throughput and memory against the physical limits on the real services: table + bench/results.json
 	$(BIN)/python -m bench.run --events 200000 --memory-events 1000000 --operator-sources 200 \
 		--out bench/results.json $(BENCH_ARGS)
 
@@ -87,7 +88,7 @@ health: ## Check each endpoint of the running demo (Prometheus, VictoriaLogs, co
 	$(BIN)/python -m devstack.demo health $(DEMO_PORTS)
 
 .PHONY: test-stack
-test-stack: ## The seed's step-by-step checks on the running demo: 72 series, 71/1, 9 rules, alert, logs
+test-stack: ## The seed's step-by-step checks on the running demo: 72 series, 71/1, the alert rules, the notified alert, logs
 	$(BIN)/python -m devstack.demo check --dir $(DEMO_DIR) $(DEMO_PORTS)
 
 .PHONY: open-grafana open-kafka-ui

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Part "skaffold": the developer loop (`make dev`, skaffold.yaml, devstack/skaffold.py):
 #   bin/skaffold  built from the Go module github.com/GoogleContainerTools/skaffold/v2 (module proxy only), as its
-#                 Makefile's release build (tags, version stamp); about 7 minutes on 2 cores, downloads included;
+#                 Makefile's release build (tags, version stamp): the longest part of `make tools`;
 #   podman        Debian's: its Docker-compatible API on buildah's storage (part "images") answers skaffold's
 #                 questions about the local images of the node profile (no Docker here). Installed without
 #                 its /etc/cni (a default network file): the node has its own CNI configuration, and
@@ -43,7 +43,7 @@ build_skaffold() {
 if have skaffold "$SKAFFOLD_VERSION"; then
   log "skaffold $SKAFFOLD_VERSION already built"
 else
-  log "building skaffold $SKAFFOLD_VERSION (about 7 minutes)"
+  log "building skaffold $SKAFFOLD_VERSION from its Go module (the longest part)"
   timed "skaffold" build_skaffold
   stamp skaffold "$SKAFFOLD_VERSION"
 fi

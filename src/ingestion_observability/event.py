@@ -32,6 +32,8 @@ MAX_TEXT = 256  # source/objet/entreprise/zone become label values: keep them sh
 MAX_DESCRIPTION = 8192
 # Rows of one run: an integer up to 2**53, exact in the float64 Prometheus keeps a counter in.
 MAX_ROWS = 2**53
+# The consumer's default limit on a message (larger ones are dead-lettered); the intake publishes within it.
+MAX_MESSAGE_BYTES = 64 * 1024
 
 
 class InvalidRecord(ValueError):

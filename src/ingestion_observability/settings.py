@@ -171,15 +171,11 @@ def zone_name(name: str) -> str:
     return name
 
 
-def add_common_flags(parser: argparse.ArgumentParser, topic_help: str) -> None:
-    add_settings(parser, CommonSettings, helps={"topic": topic_help})
-
-
 def add_flag(
     parser: argparse.ArgumentParser, flag: str, env: str, default: str | None, help_text: str, **kw: object
 ) -> None:
-    """`--flag`, defaulting to $ENV then to `default`; the help shows both. (The consumer's flags: the
-    other programs declare theirs as setting fields.)"""
+    """`--flag`, defaulting to $ENV then to `default`; the help shows both. For a flag that is no field of
+    a settings dataclass (the operator's `--dashboard-label` and `--defaults`, parsed into other types)."""
     parser.add_argument(
         flag,
         default=os.environ.get(env, default),

@@ -10,10 +10,11 @@ from collections.abc import Callable
 from kafka.errors import CommitFailedError
 from prometheus_client import CollectorRegistry
 
+from ingestion_observability.consumer.config import ConsumerConfig
 from ingestion_observability.consumer.delivery import Delivery, Topics
 from ingestion_observability.consumer.health import HealthState
 from ingestion_observability.consumer.loki import Outcome
-from ingestion_observability.consumer.loop import ConsumerConfig, IngestionConsumer
+from ingestion_observability.consumer.loop import IngestionConsumer
 from ingestion_observability.consumer.metrics import ConsumerMetrics
 from ingestion_observability.consumer.pipeline import BatchLimits
 from tests.unit.fakes import GROUP, Broker, Changelog, Member, Producers, Sink

@@ -5,8 +5,8 @@ so a revoked partition's series leave /metrics at once, and a restored one conti
 
 `collect()` is the Collector (any registry can take it); `text()` serves the same bytes for a scrape from
 each state's lines, cached on the state: a committed state never changes (staging works on a copy), so its
-lines stay valid until the next commit replaces it. prometheus-client formats every sample of every scrape
-(127 ms of a 166 ms scrape for 29 000 series); a unit test holds `text()` equal to its output.
+lines stay valid until the next commit replaces it, whereas prometheus-client formats every sample of every
+scrape (docs/benchmarks.md: scrape time); a unit test holds `text()` equal to its output.
 """
 
 from __future__ import annotations

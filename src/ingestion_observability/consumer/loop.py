@@ -15,48 +15,24 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from kafka import TopicPartition
 from kafka.errors import KafkaError
 
 from ingestion_observability.consumer.clients import GroupConsumer
+from ingestion_observability.consumer.config import ConsumerConfig
 from ingestion_observability.consumer.delivery import Delivery
 from ingestion_observability.consumer.health import HealthState
 from ingestion_observability.consumer.metrics import ConsumerMetrics
 from ingestion_observability.consumer.ownership import Ownership
-from ingestion_observability.consumer.pipeline import BatchLimits, Pipeline
+from ingestion_observability.consumer.pipeline import Pipeline
 from ingestion_observability.consumer.restore import Changelog
-from ingestion_observability.consumer.staging import StagingLimits
 from ingestion_observability.consumer.state import PartitionState
 
 log = logging.getLogger(__name__)
 
 METADATA_REFRESH_SECONDS = 2.0  # an empty assignment re-reads the topic's partitions this often
-
-
-@dataclass(frozen=True)
-class ConsumerConfig:
-    bootstrap_servers: str
-    topic: str = "ingestion-logs"
-    group_id: str = "ingestion-consumer-group"
-    dlq_topic: str = "ingestion-logs.dlq"
-    state_topic: str = "ingestion-logs.state"
-    transactional_id: str = ""  # clients.default_transactional_id(group_id) when empty
-    # A crashed process's open transaction blocks its offsets this long at most.
-    transaction_timeout_ms: int = 10_000
-    rebuild_state: bool = False
-    loki_url: str = "http://localhost:3100"
-    loki_tenant: str | None = None
-    loki_username: str | None = None
-    loki_password: str | None = None
-    loki_job: str = "ingestion-logs"
-    limits: StagingLimits = field(default_factory=StagingLimits)
-    batches: BatchLimits = field(default_factory=BatchLimits)
-    shutdown_seconds: float = 8.0
-    lag_interval_seconds: float = 5.0
-    session_timeout_ms: int = 45000  # how long a crashed member holds its partitions
 
 
 class IngestionConsumer:

@@ -152,7 +152,9 @@ class Ownership(ConsumerRebalanceListener):  # type: ignore[misc]
         for bad in refused:
             if bad.partition not in stale:
                 log.error(
-                    "partition %d not served: %s (see README: --rebuild-state)", bad.partition, bad.reason
+                    "partition %d not served: %s (see docs/consumer.md: --rebuild-state)",
+                    bad.partition,
+                    bad.reason,
                 )
                 self.refused[bad.partition] = bad.reason
         self.pending.difference_update(partitions)

@@ -22,6 +22,7 @@ from ingestion_observability.consumer.loki import LokiBatch, Outcome, PushResult
 from ingestion_observability.consumer.metrics import ConsumerMetrics
 from ingestion_observability.consumer.ownership import Ownership
 from ingestion_observability.consumer.staging import Message, StagedBatch, StagingLimits, stage
+from ingestion_observability.settings import setting
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +32,38 @@ class BatchLimits:
     """When a batch is due. The changelog bounds keep a transaction well under its timeout, whatever the
     number of objets a batch touches (one state record each)."""
 
-    max_bytes: int = 1024 * 1024  # of log lines
-    max_seconds: float = 1.0
-    max_changelog_records: int = 10_000
-    max_changelog_bytes: int = 16 * 1024 * 1024
+    max_bytes: int = setting(
+        "--batch-max-bytes",
+        "BATCH_MAX_BYTES",
+        1024 * 1024,
+        "log line bytes that make a batch due",
+        type=int,
+    )
+    max_seconds: float = setting(
+        "--batch-max-seconds", "BATCH_MAX_SECONDS", 1.0, "batch age that makes it due", type=float
+    )
+    max_changelog_records: int = setting(
+        "--batch-max-changelog-records",
+        "BATCH_MAX_CHANGELOG_RECORDS",
+        10_000,
+        "state records (touched objets) that make a batch due: bounds a transaction's size",
+        type=int,
+    )
+    max_changelog_bytes: int = setting(
+        "--batch-max-changelog-bytes",
+        "BATCH_MAX_CHANGELOG_BYTES",
+        16 * 1024 * 1024,
+        "estimated state bytes that make a batch due: bounds a transaction's size",
+        type=int,
+    )
     # the log store ingests a push mostly on one core: two at once nearly double what it accepts
-    pushes_in_flight: int = 2
+    pushes_in_flight: int = setting(
+        "--pushes-in-flight",
+        "PUSHES_IN_FLIGHT",
+        2,
+        "batches whose log lines are being pushed at once (they are committed in order)",
+        type=int,
+    )
 
 
 class _Pending:

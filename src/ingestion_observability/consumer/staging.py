@@ -14,7 +14,7 @@ import orjson
 from ingestion_observability import catalog
 from ingestion_observability.consumer.loki import Entry, LokiBatch
 from ingestion_observability.consumer.state import BOUNDS, ObjetState, PartitionState
-from ingestion_observability.event import InvalidRecord, Run, normalise, parse_event
+from ingestion_observability.event import MAX_MESSAGE_BYTES, InvalidRecord, Run, normalise, parse_event
 from ingestion_observability.openlineage import (
     LineageEvent,
     is_run_event,
@@ -22,6 +22,7 @@ from ingestion_observability.openlineage import (
     parse_run_event,
     to_run,
 )
+from ingestion_observability.settings import setting
 
 DURATION, CPU, MEMORY, RECOVERY = (f.name for f in catalog.HISTOGRAMS)
 MAX_ROWS_TOTAL = 2**64 - 1
@@ -82,9 +83,27 @@ class StagedBatch:
 
 @dataclass(frozen=True)
 class StagingLimits:
-    max_message_bytes: int = 64 * 1024
-    max_objets_per_source: int = 500
-    recent_keys_per_objet: int = 512  # run keys remembered per objet for dedupe
+    max_message_bytes: int = setting(
+        "--max-message-bytes",
+        "MAX_MESSAGE_BYTES",
+        MAX_MESSAGE_BYTES,
+        "larger messages are dead-lettered",
+        type=int,
+    )
+    max_objets_per_source: int = setting(
+        "--max-objets-per-source",
+        "MAX_OBJETS_PER_SOURCE",
+        500,
+        "distinct objet label values per source before folding into 'other'",
+        type=int,
+    )
+    recent_keys_per_objet: int = setting(
+        "--recent-keys-per-objet",
+        "RECENT_KEYS_PER_OBJET",
+        512,
+        "run keys remembered per objet (in its state) to count a redelivered or replayed run once",
+        type=int,
+    )
 
 
 def stage(

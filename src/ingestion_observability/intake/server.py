@@ -37,7 +37,7 @@ from prometheus_client import (
 )
 
 from ingestion_observability import openlineage
-from ingestion_observability.event import InvalidRecord, normalise
+from ingestion_observability.event import MAX_MESSAGE_BYTES, InvalidRecord, normalise
 from ingestion_observability.intake.payload import Item, PayloadError, TooLarge, decode_body, read_items
 from ingestion_observability.intake.publish import IntakePublisher, retriable
 from ingestion_observability.producer.publisher import event_key
@@ -74,7 +74,7 @@ class IntakeConfig(CommonSettings):
     max_message_bytes: int = setting(
         "--max-message-bytes",
         "MAX_MESSAGE_BYTES",
-        64 * 1024,
+        MAX_MESSAGE_BYTES,
         "the consumer's message limit: a larger RunEvent is published with only the fields the product reads",
         type=int,
     )
@@ -102,7 +102,8 @@ class IntakeConfig(CommonSettings):
         "--token-file",
         "INTAKE_TOKEN_FILE",
         None,
-        "bearer tokens, one per line (a mounted Secret; re-read when it changes); $INTAKE_TOKEN adds one",
+        "bearer tokens, one per line (a mounted Secret; re-read when it changes); $INTAKE_TOKEN adds one; "
+        "neither: no authentication (a warning says so)",
         type=Path,
     )
 

@@ -10,7 +10,7 @@ from ingestion_observability.settings import CommonSettings, setting, zone_name
 @dataclass(frozen=True)
 class ProducerSettings(CommonSettings):
     file: str | None = setting(
-        "--file", "LOGS_FILE_PATH", None, "records to publish, '-' for stdin (default: sample)"
+        "--file", "LOGS_FILE_PATH", None, "records to publish, '-' for stdin; none: the packaged sample"
     )
     simulate_realtime: bool = setting(
         "--simulate-realtime",
