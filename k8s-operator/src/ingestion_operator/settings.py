@@ -68,7 +68,8 @@ class OperatorConfig:
         "--intake-url",
         "INGESTION_OPERATOR_INTAKE_URL",
         None,
-        "the intake's base URL, where the runs of the Jobs sources select are published; none: not recorded",
+        "the intake's base URL, where the runs of the Jobs sources select are published; none: those Jobs "
+        "are neither held nor recorded (JobsObserved False, NoIntake)",
     )
     intake_token_file: Path | None = setting(
         "--intake-token-file",
@@ -94,12 +95,16 @@ class OperatorConfig:
         "--standalone",
         "INGESTION_OPERATOR_STANDALONE",
         False,
-        "no peering with other instances; without it, kopf peering pauses the instances of lower priority, "
-        "given kopf's peering CRDs",
+        "one instance, no peering; without it, kopf peering (--peering, --priority; kopf's peering CRDs) "
+        "pauses the instances of lower priority",
         boolean=True,
     )
-    peering: str | None = setting("--peering", "INGESTION_OPERATOR_PEERING", None, "kopf peering object name")
-    priority: int = setting("--priority", "INGESTION_OPERATOR_PRIORITY", 0, "kopf peering priority", type=int)
+    peering: str | None = setting(
+        "--peering", "INGESTION_OPERATOR_PEERING", None, "kopf peering object name (without --standalone)"
+    )
+    priority: int = setting(
+        "--priority", "INGESTION_OPERATOR_PRIORITY", 0, "this instance's kopf peering priority", type=int
+    )
     log_level: str = setting("--log-level", "LOG_LEVEL", "INFO", "DEBUG, INFO or WARNING")
 
 
@@ -119,7 +124,7 @@ def add_child_flags(parser: argparse.ArgumentParser) -> None:
         "--defaults",
         "INGESTION_OPERATOR_DEFAULTS",
         None,
-        "render config file (YAML) with the default thresholds, datasources, runbook URL, jobs",
+        "an `ingestion-render --config` file (YAML): default thresholds, datasources, runbook URL, jobs",
         type=Path,
     )
 
