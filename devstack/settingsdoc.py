@@ -20,23 +20,17 @@ from typing import Any
 from ingestion_observability.consumer import cli as consumer_cli
 from ingestion_observability.intake import cli as intake_cli
 from ingestion_observability.producer import cli as producer_cli
-from ingestion_operator.settings import add_run_flags
+from ingestion_operator import cli as operator_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-
-
-def _operator_run() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ingestion-operator run")
-    add_run_flags(parser)
-    return parser
 
 
 PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "consumer": consumer_cli.build_parser,
     "intake": intake_cli.build_parser,
     "producer": producer_cli.build_parser,
-    "operator": _operator_run,
+    "operator": lambda: operator_cli.subcommand("run"),
 }
 # What ingestion_observability.settings appends to a help: the declared default, not $ENV's value.
 _SUFFIX = re.compile(r" \(env (?P<env>\w+)(?P<list>, comma-separated)?, default (?P<default>.*)\)$", re.S)

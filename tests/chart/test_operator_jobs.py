@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ingestion_operator.cli import build_parser
+from ingestion_operator.cli import subcommand
 
 from .conftest import FULL_OVERRIDES, Render, RenderError
 from .support import NAMESPACE, RELEASE, Manifest, containers, env_of, one
@@ -116,10 +116,7 @@ def test_an_explicit_url_keeps_the_intakes_tokens(render: Render) -> None:
 def test_every_env_var_is_one_the_operator_reads(render: Render) -> None:
     """The Deployment (everything on) sets only variables `ingestion-operator run` defaults its flags from."""
     _, container = _operator(render((), (FULL_OVERRIDES,)))
-    parser = build_parser()
-    (commands,) = [a for a in parser._actions if a.dest == "command"]
-    run = commands.choices["run"]  # type: ignore[index]
-    helps = " ".join(action.help or "" for action in run._actions)
+    helps = " ".join(action.help or "" for action in subcommand("run")._actions)
     env = env_of(container)
     assert {URL, TOKEN_FILE, TIMEOUT} <= set(env)
     for name in env:

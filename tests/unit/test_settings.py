@@ -1,5 +1,5 @@
 """Settings declared once (ingestion_observability.settings): each field carries its flag, variable, default
-and help; the CLIs of the producer, the intake and the operator are built from the fields."""
+and help; the CLIs of the consumer, the producer, the intake and the operator are built from the fields."""
 
 from __future__ import annotations
 
@@ -14,6 +14,11 @@ from typing import Any
 
 import pytest
 
+from ingestion_observability.consumer import cli as consumer_cli
+from ingestion_observability.consumer.config import ConsumerConfig
+from ingestion_observability.consumer.pipeline import BatchLimits
+from ingestion_observability.consumer.staging import StagingLimits
+from ingestion_observability.event import MAX_MESSAGE_BYTES
 from ingestion_observability.intake import cli as intake_cli
 from ingestion_observability.intake.server import IntakeConfig
 from ingestion_observability.producer import cli as producer_cli
@@ -26,18 +31,17 @@ from ingestion_operator.settings import ChildSettings, OperatorConfig
 ENV_IN_HELP = re.compile(r"\(env ([A-Z0-9_]+),")
 
 
-def _run_parser() -> argparse.ArgumentParser:
-    (commands,) = [a for a in operator_cli.build_parser()._actions if a.dest == "command"]
-    parser: argparse.ArgumentParser = commands.choices["run"]  # type: ignore[index]
-    return parser
-
-
 # (the settings dataclasses, the parser built from them, the flags it may have with a variable that no field
 # declares: the operator's --dashboard-label sets two fields, its --defaults names the file of one)
 PROGRAMS: dict[str, tuple[tuple[type[Any], ...], Callable[[], argparse.ArgumentParser], set[str]]] = {
+    "consumer": ((ConsumerConfig, StagingLimits, BatchLimits), consumer_cli.build_parser, set()),
     "producer": ((ProducerSettings,), producer_cli.build_parser, set()),
     "intake": ((IntakeConfig,), intake_cli.build_parser, set()),
-    "operator": ((OperatorConfig, ChildSettings), _run_parser, {"--dashboard-label", "--defaults"}),
+    "operator": (
+        (OperatorConfig, ChildSettings),
+        lambda: operator_cli.subcommand("run"),
+        {"--dashboard-label", "--defaults"},
+    ),
 }
 
 
@@ -90,6 +94,24 @@ def test_the_dataclasses_built_from_no_flag_are_their_defaults(clean_env: None) 
     producer_args = producer_cli.build_parser().parse_args([])
     assert from_args(ProducerSettings, producer_args) == ProducerSettings()
     assert inspect.signature(Publisher).parameters["timeout_seconds"].default == 120.0
+    assert consumer_cli.config_from(consumer_cli.build_parser().parse_args([])) == ConsumerConfig()
+
+
+def test_the_consumer_derives_its_topics_and_reads_its_password_from_the_environment_only(
+    clean_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KAFKA_TOPIC", "runs")
+    monkeypatch.setenv("LOKI_PASSWORD", "s3cret")
+    config = consumer_cli.config_from(consumer_cli.build_parser().parse_args(["--pushes-in-flight=3"]))
+    assert (config.dlq_topic, config.state_topic) == ("runs.dlq", "runs.state")
+    assert config.loki_password == "s3cret" and config.batches.pushes_in_flight == 3
+    given = ConsumerConfig(topic="runs", dlq_topic="dead", state_topic="counts")
+    assert (given.dlq_topic, given.state_topic) == ("dead", "counts")
+    assert not any("password" in action.dest for action in consumer_cli.build_parser()._actions)
+
+
+def test_the_intake_publishes_within_the_consumers_message_limit(clean_env: None) -> None:
+    assert IntakeConfig().max_message_bytes == StagingLimits().max_message_bytes == MAX_MESSAGE_BYTES
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def subcommand(name: str) -> argparse.ArgumentParser:
+    """The parser of `ingestion-operator <name>` (the docs' settings tables and the tests read its flags)."""
+    (commands,) = [a for a in build_parser()._actions if a.dest == "command"]
+    parser: argparse.ArgumentParser = commands.choices[name]  # type: ignore[index]
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
