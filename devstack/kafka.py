@@ -19,6 +19,13 @@ from .tools import ToolMissingError, tools_dir
 
 KAFKA_VERSION = "3.9.2"  # what scripts/tools/20-kafka.sh installs by default
 DEFAULT_HEAP = "512m"
+BIND_ATTEMPTS = 3
+BIND_FAILURE = "Address already in use"
+
+
+class PortTakenError(RuntimeError):
+    """The broker exited: one of its ports was bound by another process since it was found free."""
+
 
 # Tuned for one node and fast tests: no rebalance delay, replication 1 everywhere, small internal topics.
 # Topics are not auto-created: the project creates its own (with their partition counts) explicitly.
@@ -136,8 +143,28 @@ class KafkaBroker(OneProcessService):
     ) -> KafkaBroker:
         """Format `work_dir/data` (kept if already formatted), start the broker, wait until it answers.
 
-        `config` overrides or adds server.properties entries (e.g. {"num.partitions": 6}).
+        `config` overrides or adds server.properties entries (e.g. {"num.partitions": 6}). Ports it chose
+        are chosen again when another process bound one of them first (the JVM takes seconds to bind).
         """
+        args = (work_dir, port, controller_port, host, config, heap, version, timeout)
+        chosen = port is None and controller_port is None
+        for _ in range(BIND_ATTEMPTS - 1 if chosen else 0):
+            with contextlib.suppress(PortTakenError):
+                return cls._start(*args)
+        return cls._start(*args)
+
+    @classmethod
+    def _start(
+        cls,
+        work_dir: Path,
+        port: int | None,
+        controller_port: int | None,
+        host: str,
+        config: Mapping[str, str | int] | None,
+        heap: str,
+        version: str | None,
+        timeout: float,
+    ) -> KafkaBroker:
         libs = kafka_libs(version)
         work_dir = Path(work_dir).resolve()
         work_dir.mkdir(parents=True, exist_ok=True)
@@ -171,9 +198,16 @@ class KafkaBroker(OneProcessService):
         ]
         if not (work_dir / "data" / "meta.properties").is_file():  # a restart keeps its data and cluster id
             _format_storage(jvm, server_properties, timeout)
-        process = ServiceProcess("kafka", [*jvm, "kafka.Kafka", server_properties], work_dir / "kafka.log")
+        log = work_dir / "kafka.log"
+        logged = log.stat().st_size if log.exists() else 0  # a restart appends to the log
+        process = ServiceProcess("kafka", [*jvm, "kafka.Kafka", server_properties], log)
         broker = cls(process, host, port, controller_port, work_dir)
-        broker.wait_or_stop(lambda: port_open(host, port) and broker.answers(), timeout, "answering")
+        try:
+            broker.wait_or_stop(lambda: port_open(host, port) and broker.answers(), timeout, "answering")
+        except RuntimeError as err:
+            if BIND_FAILURE.encode() in log.read_bytes()[logged:]:
+                raise PortTakenError(str(err)) from err
+            raise
         return broker
 
     def admin(self, **kwargs: Any) -> Any:

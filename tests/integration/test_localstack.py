@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaTimeoutError
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
+from devstack import kafka as kafka_launcher
 from devstack.kafka import KafkaBroker
 from devstack.process import free_port
 from devstack.prometheus import PrometheusError, PrometheusServer
@@ -66,6 +68,25 @@ def test_kafka_restart_keeps_topics(tmp_path: Path) -> None:
     with KafkaBroker.start(tmp_path) as again:
         assert again.controller_port == first.controller_port
         assert "kept" in again.list_topics()
+
+
+def test_kafka_chooses_its_port_again_when_another_process_took_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The free port found first is bound by another process before the broker binds it (held open here)."""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        ports = iter([taken.getsockname()[1]])
+        monkeypatch.setattr(kafka_launcher, "free_port", lambda: next(ports, None) or free_port())
+        with KafkaBroker.start(tmp_path) as broker:
+            assert broker.port != taken.getsockname()[1]
+            assert kafka_launcher.BIND_FAILURE in (tmp_path / "kafka.log").read_text()  # the first attempt's
+            broker.create_topics(["after-a-taken-port"], partitions=1)
+            assert "after-a-taken-port" in broker.list_topics()
+
+
+def test_kafka_keeps_a_port_it_was_given_even_taken(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken, pytest.raises(kafka_launcher.PortTakenError):
+        KafkaBroker.start(tmp_path, taken.getsockname()[1])
 
 
 def test_victorialogs_push_and_query(tmp_path: Path) -> None:
