@@ -1,16 +1,21 @@
 """The chart on a real Kubernetes node of this machine: images built and run, `helm install` with
 values-node.yaml, prometheus-operator's Prometheus selecting the chart's ServiceMonitor and PrometheusRule by
 the `release` label, the operator in the cluster with the chart's RBAC, exact totals through a rolling update
-and a deleted pod, and nothing left by `helm uninstall`. The tests run in this order and share the release."""
+and a deleted pod, the real OpenLineage client's runs counted through the intake's Service, and nothing left
+by `helm uninstall`. The tests run in this order and share the release."""
 
 from __future__ import annotations
 
 import json
+import math
 import threading
+import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from openlineage.client.event_v2 import RunState
 
 from devstack import images, incluster
 from devstack.cluster import TOPIC
@@ -21,6 +26,7 @@ from devstack.victorialogs import logsql
 from ingestion_observability.render import RenderConfig, render_rules
 from ingestion_observability.sample import sample_logs_path
 from ingestion_operator.spec import parse
+from tests.integration.lineage import lineage_client, run_event
 from tests.integration.support import Aggregates, prometheus_aggregates, runs, send_events, wait_until
 
 from .conftest import IMAGES, NAMESPACE, RELEASE, Helm
@@ -324,7 +330,87 @@ def test_a_consumer_pod_deleted_mid_stream_is_replaced_and_exact(
     _wait_exact(monitoring, Aggregates.of(published))
 
 
-# --- 6. helm uninstall ----------------------------------------------------------------------------------
+# --- 6. the intake: the real OpenLineage client through its Service --------------------------------------
+
+# The RunEvents' job, this test's alone: its namespace is the intake's source (intake.sourceFrom "namespace"),
+# its name the objet. The test comes after the exact totals above: they count every run of the topic.
+LINEAGE_SOURCE = "e2e_openlineage"
+LINEAGE_OBJET = "export-commandes"
+# Each run's duration (seconds between its START and its end) and, for the FAIL, its error message.
+LINEAGE_RUNS: tuple[tuple[float, str | None], ...] = (
+    (12.0, None),
+    (30.0, None),
+    (47.0, None),
+    (21.0, "quota de l'API dépassé (HTTP 429)"),
+)
+
+
+def _intake_url(node: KubeNode) -> str:
+    """The intake's Service as a client in the cluster would reach it; from this machine through kube-proxy's
+    rules for its ClusterIP (this machine is the node)."""
+    service = node.kubectl_json("-n", NAMESPACE, "get", "service", f"{RELEASE}-intake")
+    assert service["spec"]["type"] == "ClusterIP"  # values-node.yaml keeps values.yaml's
+    (port,) = [p["port"] for p in service["spec"]["ports"] if p["name"] == "http"]
+    return f"http://{service['spec']['clusterIP']}:{port}"
+
+
+def test_openlineage_client_posts_through_the_intake_service_and_prometheus_counts_its_runs(
+    release: Helm, monitoring: incluster.Monitoring
+) -> None:
+    """values-node.yaml runs the intake (one replica, no tokens): the real client POSTs 3 COMPLETE and
+    1 FAIL runs, each after its START, to its Service; Prometheus shows exactly those runs for their
+    source and objet, with their durations, and the intake's own count of published events."""
+    node = release.node
+    (intake,) = _pods(node, "intake")
+    assert _ready(intake)  # helm's --wait: the intake reached Kafka and knows the topic
+    ol = lineage_client(_intake_url(node))  # no token: values-node.yaml turns auth off
+    now = datetime.now(UTC)
+    runs = [(str(uuid.uuid4()), duration, error) for duration, error in LINEAGE_RUNS]
+    for run_id, duration, _ in runs:
+        start = now - timedelta(seconds=duration)
+        ol.emit(run_event(RunState.START, LINEAGE_SOURCE, LINEAGE_OBJET, run_id, start))
+    for run_id, _, error in runs:
+        state = RunState.COMPLETE if error is None else RunState.FAIL
+        ol.emit(run_event(state, LINEAGE_SOURCE, LINEAGE_OBJET, run_id, now, error))
+
+    where = f'source="{LINEAGE_SOURCE}",objet="{LINEAGE_OBJET}"'
+    expected = {
+        "SUCCESS": float(sum(1 for _, _, error in runs if error is None)),
+        "FAILED": float(sum(1 for _, _, error in runs if error is not None)),
+        "count": float(len(runs)),
+        "sum": math.fsum(duration for _, duration, _ in runs),
+        "published": 2.0 * len(runs),  # START and end of each run, acknowledged by Kafka
+    }
+    assert (expected["SUCCESS"], expected["FAILED"]) == (3.0, 1.0)
+
+    def seen() -> dict[str, float | None]:
+        return {
+            etat: _scalar(monitoring, f'sum(ingestion_runs_total{{{where},etat="{etat}"}})')
+            for etat in ("SUCCESS", "FAILED")
+        } | {
+            "count": _scalar(monitoring, f"sum(ingestion_duration_seconds_count{{{where}}})"),
+            "sum": _scalar(monitoring, f"sum(ingestion_duration_seconds_sum{{{where}}})"),
+            # Every endpoint's: nothing else posts to the intake in this module. (prometheus-operator's
+            # target label `endpoint`, the port's name, moves the intake's own to `exported_endpoint`.)
+            "published": _scalar(monitoring, 'sum(ingestion_intake_events_total{result="published"})'),
+        }
+
+    def exact() -> bool:
+        got = seen()
+        return all(
+            got[key] is not None and math.isclose(got[key] or 0.0, value, abs_tol=1e-6)
+            for key, value in expected.items()
+        )
+
+    wait_until(
+        exact,
+        timeout=180,  # the intake's ServiceMonitor scrapes every 30s (values.yaml)
+        what=f"Prometheus showing exactly {expected} for {where}",
+        seen=seen,
+    )
+
+
+# --- 7. helm uninstall ----------------------------------------------------------------------------------
 
 
 def test_uninstall_leaves_no_workload_service_or_rule(

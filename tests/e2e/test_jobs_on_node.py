@@ -12,8 +12,9 @@ IngestionObjetMuet fires after its two periods; a Job with `ttlSecondsAfterFinis
 source deleted leaves no finalizer. Last, each RBAC verb the chart grants for Jobs is removed in turn: the
 feature fails with a clear reason in the source's status or Events, and the operator does not restart.
 
-The release is conftest's shared one: upgraded with the intake (and the Jobs' namespace watched), upgraded
-back to values-node.yaml afterwards; the namespace and the token Secret go.
+The release is conftest's shared one: upgraded with the intake's tokens (values-node.yaml runs it without)
+and the Jobs' namespace watched, upgraded back to values-node.yaml afterwards; the namespace and the token
+Secret go.
 """
 
 from __future__ import annotations
@@ -206,8 +207,8 @@ def setup(release: Helm, monitoring: incluster.Monitoring) -> Iterator[Setup]:
         release.upgrade(
             f"operator.watchNamespaces={{{NAMESPACE},{JOBS_NAMESPACE}}}",
             "operator.resyncSeconds=10",
-            "intake.enabled=true",
-            "intake.replicaCount=1",
+            # values-node.yaml runs the intake without tokens: this module proves the token path
+            "intake.auth.enabled=true",
             f"intake.auth.tokenSecret.name={TOKEN_SECRET}",
         )
         undo.callback(lambda: release.installed() and release.upgrade())  # values-node.yaml's again

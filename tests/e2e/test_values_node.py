@@ -1,6 +1,6 @@
 """values-node.yaml, as tests/chart checks values-kind.yaml: documented line by line, only keys of values.yaml
-(a typo would be a new, unused key), accepted by values.schema.json, and in line with the in-cluster
-dependencies it points at. No node needed."""
+(a typo would be a new, unused key), accepted by values.schema.json, in line with the in-cluster
+dependencies it points at, and the intake on without tokens. No node needed."""
 
 from __future__ import annotations
 
@@ -61,3 +61,17 @@ def test_it_points_at_the_in_cluster_dependencies() -> None:
     assert values["consumer"]["loki"]["url"] == incluster.LOKI_PUSH_URL
     assert not any(values[name]["enabled"] for name in SUBCHARTS)
     assert values["kafka"]["enabled"] is False
+
+
+def test_the_intake_runs_one_replica_without_tokens_where_values_yaml_keeps_them() -> None:
+    """The node is one developer's machine and the intake's Service a ClusterIP: no tokens there. A real
+    cluster gets values.yaml's: the intake off, and tokens required once it is on."""
+    intake = _node_values()["intake"]
+    assert (intake["enabled"], intake["replicaCount"], intake["auth"]["enabled"]) == (True, 1, False)
+    defaults = default_values()["intake"]
+    assert (defaults["enabled"], defaults["auth"]["enabled"], defaults["service"]["type"]) == (
+        False,
+        True,
+        "ClusterIP",
+    )
+    assert "service" not in intake  # the node keeps the ClusterIP

@@ -24,10 +24,7 @@ import pytest
 import urllib3
 from kafka import KafkaConsumer, TopicPartition
 from openlineage.client import OpenLineageClient
-from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
-from openlineage.client.facet_v2 import error_message_run
-from openlineage.client.transport.http import ApiKeyTokenProvider, HttpConfig, HttpTransport
-from openlineage.client.transport.http_common import DEFAULT_RETRY_CONFIG
+from openlineage.client.event_v2 import RunState
 from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.consumer import ConsumerProcess
@@ -36,12 +33,12 @@ from devstack.kafka import KafkaBroker
 from devstack.prometheus import PrometheusServer
 from devstack.victorialogs import VictoriaLogsServer
 from ingestion_observability.sample import sample_logs_path
+from tests.integration.lineage import PRODUCER, lineage_client, run_event
 from tests.integration.support import CHART_RULES, REPO, read_topic, wait_until
 
 pytestmark = pytest.mark.integration
 
 TOKEN = "s3cret-token-from-a-secret"
-PRODUCER = "https://example.com/ingestion-observability/tests"
 DBT_BIN = REPO / ".venv" / "dbt" / "bin"  # `make install` puts dbt-ol there (see pyproject's intake-dbt)
 
 
@@ -64,31 +61,7 @@ def start_intake(work: Path, bootstrap: str, topic: str, *extra: str) -> IntakeP
 
 def client(intake: IntakeProcess, **retry: Any) -> OpenLineageClient:
     """The real OpenLineage client, HttpTransport and `api_key` auth, as a job would configure it."""
-    config = HttpConfig(
-        url=intake.url,
-        endpoint="api/v1/lineage",
-        timeout=10.0,
-        auth=ApiKeyTokenProvider({"apiKey": TOKEN}),
-        retry={**DEFAULT_RETRY_CONFIG, **retry},
-    )
-    return OpenLineageClient(transport=HttpTransport(config))
-
-
-def run_event(
-    state: RunState, namespace: str, name: str, run_id: str, at: datetime, error: str | None = None
-) -> RunEvent:
-    facets: dict[str, Any] = {}
-    if error is not None:
-        facets["errorMessage"] = error_message_run.ErrorMessageRunFacet(
-            message=error, programmingLanguage="python"
-        )
-    return RunEvent(
-        eventType=state,
-        eventTime=at.isoformat(),
-        run=Run(runId=run_id, facets=facets),
-        job=Job(namespace=namespace, name=name),
-        producer=PRODUCER,
-    )
+    return lineage_client(intake.url, TOKEN, **retry)
 
 
 def intake_metrics(intake: IntakeProcess) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

@@ -34,8 +34,9 @@ from devstack.kafka import KafkaBroker
 from devstack.prometheus import CONSUMER_JOB, PrometheusServer
 from devstack.victorialogs import VictoriaLogsServer
 from ingestion_observability.event import normalise, parse_event
+from tests.integration.lineage import PRODUCER
 from tests.integration.support import produce, read_topic, send_raw, wait_until
-from tests.integration.test_intake import PRODUCER, client, intake_total, post, start_intake
+from tests.integration.test_intake import client, intake_total, post, start_intake
 
 pytestmark = pytest.mark.integration
 
