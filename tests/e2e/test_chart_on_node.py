@@ -390,9 +390,11 @@ def test_openlineage_client_posts_through_the_intake_service_and_prometheus_coun
         } | {
             "count": _scalar(monitoring, f"sum(ingestion_duration_seconds_count{{{where}}})"),
             "sum": _scalar(monitoring, f"sum(ingestion_duration_seconds_sum{{{where}}})"),
-            # Every endpoint's: nothing else posts to the intake in this module. (prometheus-operator's
-            # target label `endpoint`, the port's name, moves the intake's own to `exported_endpoint`.)
-            "published": _scalar(monitoring, 'sum(ingestion_intake_events_total{result="published"})'),
+            # nothing else posts to the intake in this module
+            "published": _scalar(
+                monitoring,
+                'sum(ingestion_intake_events_total{handler="/api/v1/lineage",result="published"})',
+            ),
         }
 
     def exact() -> bool:

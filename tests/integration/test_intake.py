@@ -370,7 +370,7 @@ def test_kafka_down_gets_503_and_the_client_retry_lands_once(tmp_path: Path) -> 
             wait_until(
                 lambda: (
                     intake_total(
-                        intake, "ingestion_intake_requests_total", endpoint="/api/v1/lineage", code="503"
+                        intake, "ingestion_intake_requests_total", handler="/api/v1/lineage", code="503"
                     )
                     >= 2
                 ),

@@ -153,15 +153,18 @@ class Tokens:
 
 
 class Metrics:
+    """The intake's own series. The endpoint is label `handler`, as in Prometheus' own HTTP metrics: a target
+    label `endpoint` (prometheus-operator's, the port's name) would rename it `exported_endpoint`."""
+
     def __init__(self, registry: CollectorRegistry) -> None:
         self.requests = Counter(
-            "ingestion_intake_requests", "HTTP requests by endpoint and status", ["endpoint", "code"],
+            "ingestion_intake_requests", "HTTP requests by endpoint and status", ["handler", "code"],
             registry=registry,
         )  # fmt: skip
         self.items = Counter(
             "ingestion_intake_events",
             "Events received, by result: published (acknowledged by Kafka), invalid, failed (Kafka)",
-            ["endpoint", "result"],
+            ["handler", "result"],
             registry=registry,
         )
         self.trimmed = Counter(
@@ -172,7 +175,7 @@ class Metrics:
         self.seconds = Histogram(
             "ingestion_intake_request_seconds",
             "Time to answer a POST, Kafka acknowledgements included",
-            ["endpoint"],
+            ["handler"],
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=registry,
         )
