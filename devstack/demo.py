@@ -184,7 +184,7 @@ def up(args: argparse.Namespace) -> int:
         print(f"Prometheus n'a pas vu les {SAMPLE_RUNS} exécutions : voir {work}/consumer.log")
         return 1
     # every run counted: wait for a lag sampled since (`make test-stack` checks a lag of 0)
-    if not _wait(lambda: not stackcheck.progress(stack.prometheus).lag, 30):
+    if not _wait(lambda: not stackcheck.consumer_lag(stack.prometheus), 30):
         print(f"Le retard du consumer sur {TOPIC} ne revient pas à 0 : voir {work}/consumer.log")
         return 1
     if not _wait(lambda: log_lines(stack.logs) >= lines_before + SAMPLE_RUNS, 30):

@@ -12,7 +12,7 @@ import json
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
@@ -194,30 +194,21 @@ class Context:
         return f"{n * k}" + (f" = {n} × {k} ingestions" if k > 1 else "")
 
 
-class Progress(NamedTuple):
-    """The consumer's progress as Prometheus last scraped it. The lag gauge is sampled periodically: right
-    after a burst it may still show the burst, although every message is processed."""
-
-    processed: float
-    invalid: float
-    lag: float
-
-
-def progress(prometheus_url: str) -> Progress:
-    processed, invalid = (
-        scalar(prometheus_url, f'sum(ingestion_consumer_messages_total{{result="{result}"}})') or 0
-        for result in ("processed", "invalid")
-    )
-    return Progress(
-        processed, invalid, scalar(prometheus_url, f'sum(kafka_consumer_lag{{topic="{TOPIC}"}})') or 0
-    )
+def consumer_lag(prometheus_url: str) -> float:
+    """The consumer's lag on the topic as Prometheus last scraped it. The gauge is sampled periodically:
+    right after a burst it may still show the burst, although every message is processed."""
+    return scalar(prometheus_url, f'sum(kafka_consumer_lag{{topic="{TOPIC}"}})') or 0
 
 
 def _ingestion(ctx: Context) -> tuple[bool, str]:
     if ctx.kafka_error:
         return False, f"Kafka : {ctx.kafka_error}"
-    runs = ctx.expected.runs
-    processed, invalid, lag = progress(ctx.stack.prometheus)
+    p, runs = ctx.stack.prometheus, ctx.expected.runs
+    processed, invalid = (
+        scalar(p, f'sum(ingestion_consumer_messages_total{{result="{result}"}})') or 0
+        for result in ("processed", "invalid")
+    )
+    lag = consumer_lag(p)
     ok = (
         ctx.messages > 0
         and ctx.messages % runs == 0
